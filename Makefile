@@ -1,0 +1,29 @@
+# The two commands of the README:
+#   make run    bootstrap, release build, run the default experiment, print where results went
+#   make test   bootstrap, rustfmt check, clippy (warnings are errors), the whole test suite
+SHELL := /bin/bash
+.SHELLFLAGS := -euo pipefail -c
+
+# What `make run` runs; override on the command line: make run EXPERIMENT=doctor ARGS='--device cpu'
+EXPERIMENT ?= doctor
+ARGS ?= --preset smoke
+
+.PHONY: run test bootstrap fmt lint bench
+
+bootstrap:
+	@./scripts/bootstrap.sh
+
+run: bootstrap
+	cargo build --release -p experiments
+	./target/release/experiments $(EXPERIMENT) $(ARGS)
+
+test: bootstrap
+	cargo fmt --all --check
+	cargo clippy --workspace --all-targets -- -D warnings
+	cargo test --workspace
+
+fmt:
+	cargo fmt --all
+
+bench: bootstrap
+	cargo bench -p behavior-benches

@@ -1,0 +1,15 @@
+//! Behaviour models on libtorch through [`tch`].
+//!
+//! Everything that touches libtorch lives here or in `behavior-train`; models take tensors built
+//! from `behavior-data` samples and end in a `[n, K]` score matrix that `behavior-eval` reads.
+
+pub mod device;
+pub mod error;
+
+pub use device::{parse_device, DeviceSpec};
+pub use error::{Error, Result};
+
+/// The libtorch version this crate was built against (read from the libtorch folder at build time).
+pub const LIBTORCH_VERSION: &str = env!("BEHAVIOR_LIBTORCH_VERSION");
+/// The `tch` crate version pinned by the workspace.
+pub const TCH_VERSION: &str = "0.24.0";

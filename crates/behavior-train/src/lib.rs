@@ -1,0 +1,5 @@
+//! Training loops on libtorch.
+
+pub mod error;
+
+pub use error::{Error, Result};

@@ -1,0 +1,57 @@
+//! Options every experiment takes.
+
+use clap::{Args, ValueEnum};
+use std::path::PathBuf;
+
+/// Size presets: they change sizes, never code paths.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Preset {
+    /// Seconds; what the test suite runs.
+    Smoke,
+    /// At most about 30 minutes on 2 CPU cores.
+    Cpu,
+    /// Full size, for one GPU.
+    Gpu,
+}
+
+impl std::fmt::Display for Preset {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Preset::Smoke => "smoke",
+            Preset::Cpu => "cpu",
+            Preset::Gpu => "gpu",
+        })
+    }
+}
+
+/// Options shared by every experiment subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct CommonArgs {
+    /// Size preset: `smoke` (seconds; used by the tests), `cpu` (at most ~30 min on 2 cores) or
+    /// `gpu` (full size, one GPU). A preset changes sizes, never code paths.
+    #[arg(long, value_enum, default_value_t = Preset::Smoke)]
+    pub preset: Preset,
+    /// A TOML file whose keys override the preset's values. Unknown keys are an error.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Extra overrides applied after --config, as `key=value` in TOML syntax
+    /// (for example `--set epochs=3 --set 'optim.lr=3e-4'`). Repeatable.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Compute device: `auto` (CUDA 0 if available, else CPU), `cpu`, `cuda` or `cuda:N`.
+    #[arg(long, default_value = "auto")]
+    pub device: String,
+    /// Intra-op threads for libtorch and rayon; 0 keeps the libraries' defaults.
+    #[arg(long, default_value_t = 0)]
+    pub threads: usize,
+    /// Base random seed; experiments that average over seeds use seed, seed+1, ...
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Root folder for results: a run writes `<out>/<experiment>/<run-id>/`.
+    #[arg(long, default_value = "results", value_name = "DIR")]
+    pub out: PathBuf,
+    /// Name of the run folder (default: the UTC start time, `YYYYmmdd-HHMMSS`).
+    #[arg(long)]
+    pub run_id: Option<String>,
+}

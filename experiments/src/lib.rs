@@ -1,0 +1,9 @@
+//! The experiment runner's library: command-line options shared by every experiment, config
+//! loading, run folders and manifests. The binary in `main.rs` only parses and dispatches.
+//!
+//! Architecture invariant: only this crate reads config files and writes results.
+
+pub mod cli;
+pub mod config;
+pub mod doctor;
+pub mod run;

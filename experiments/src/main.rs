@@ -1,0 +1,68 @@
+//! `cargo run -p experiments --release -- <experiment> [options]`: see `--help`.
+
+use anyhow::Result;
+use clap::{Parser, Subcommand};
+use experiments::cli::CommonArgs;
+use experiments::config::resolve;
+use experiments::doctor::{self, DoctorConfig};
+use experiments::run::Run;
+
+/// Reproduce the tables of BehaviorLM, BehaveGPT and PITuning, one subcommand per experiment.
+#[derive(Debug, Parser)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Debug, Subcommand)]
+enum Cmd {
+    /// Check the libtorch link and the device: train a small MLP for a few steps and report it.
+    Doctor {
+        #[command(flatten)]
+        common: CommonArgs,
+    },
+}
+
+fn setup(common: &CommonArgs) -> Result<tch::Device> {
+    if common.threads > 0 {
+        tch::set_num_threads(common.threads as i32);
+        // Ignore the error when a global pool already exists (tests call this more than once).
+        let _ = rayon::ThreadPoolBuilder::new()
+            .num_threads(common.threads)
+            .build_global();
+    }
+    Ok(behavior_models::parse_device(&common.device)?)
+}
+
+fn main() -> Result<()> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    match cli.command {
+        Cmd::Doctor { common } => {
+            let device = setup(&common)?;
+            let cfg = resolve(
+                DoctorConfig::default(),
+                common.config.as_deref(),
+                &common.overrides,
+            )?;
+            let run = Run::start("doctor", &common, device, &cfg)?;
+            let report = doctor::check(&cfg, device, common.seed)?;
+            let table = format!(
+                "| device | steps | first loss | last loss | seconds |\n|---|---|---|---|---|\n| {} | {} | {:.4} | {:.4} | {:.2} |\n",
+                report.device, report.steps, report.first_loss, report.last_loss, report.seconds
+            );
+            run.write("doctor.md", table.as_bytes())?;
+            run.write("doctor.json", &serde_json::to_vec_pretty(&report)?)?;
+            println!("{table}");
+            let dir = run.finish("ok")?;
+            println!("results: {}", dir.display());
+        }
+    }
+    Ok(())
+}
