@@ -1,0 +1,143 @@
+//! A [`Dataset`]: an [`EventLog`] with its vocabularies, name and time-slot count.
+
+use crate::event::EventLog;
+use crate::vocab::Vocab;
+use serde::{Deserialize, Serialize};
+
+/// A categorical context column beyond weekday / slot / location (Frappe's weather, cost, …),
+/// aligned with the event log's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContextColumn {
+    /// Column name, as in the source file.
+    pub name: String,
+    /// Value vocabulary (reserved ids included).
+    pub vocab: Vocab,
+    /// One token id per event.
+    pub values: Vec<u32>,
+}
+
+/// How bad rows are handled by the loaders.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Strictness {
+    /// The first bad row is an error (`file:line:column: reason`). The default.
+    #[default]
+    Strict,
+    /// Bad rows are skipped, counted and reported in [`LoadReport`].
+    Lenient,
+}
+
+/// Options shared by every loader.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadOptions {
+    /// Strict (default) or lenient handling of bad rows.
+    pub strictness: Strictness,
+    /// Time slots per day (default 24: one per hour).
+    pub num_slots: u16,
+    /// How many skipped-row messages a lenient load keeps (all are counted).
+    pub max_reported: usize,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            strictness: Strictness::Strict,
+            num_slots: crate::event::DEFAULT_SLOTS,
+            max_reported: 20,
+        }
+    }
+}
+
+impl LoadOptions {
+    /// Lenient options with the defaults otherwise.
+    pub fn lenient() -> Self {
+        LoadOptions {
+            strictness: Strictness::Lenient,
+            ..Self::default()
+        }
+    }
+
+    /// Checks ranges.
+    pub fn check(&self) -> crate::Result<()> {
+        if self.num_slots == 0 || self.num_slots > 1440 {
+            return Err(crate::Error::config("num_slots", "must be in 1..=1440"));
+        }
+        Ok(())
+    }
+}
+
+/// What a loader read: rows kept and rows skipped (lenient mode), with the first messages.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LoadReport {
+    /// Data rows read (header excluded), over all files.
+    pub rows_read: u64,
+    /// Rows skipped as malformed (lenient mode only; strict mode fails instead).
+    pub rows_skipped: u64,
+    /// Rows intentionally left out by the loader's documented rules (for example LSApp events
+    /// that are not `Opened`, or Tsinghua traffic records merged into one usage event).
+    pub rows_filtered: u64,
+    /// The first skipped-row messages, `file:line:column: reason`.
+    pub messages: Vec<String>,
+}
+
+/// An event log and everything needed to interpret it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Dataset {
+    /// Short name (`sim`, `foursquare-nyc`, `frappe`, …).
+    pub name: String,
+    /// The events, sorted by `(user, ts)`.
+    pub log: EventLog,
+    /// Behaviour vocabulary: the label space (`num_classes()` classes).
+    pub behaviors: Vocab,
+    /// Location vocabulary.
+    pub locations: Vocab,
+    /// User vocabulary (original user ids as names).
+    pub users: Vocab,
+    /// Intent vocabulary, when events carry intents.
+    pub intents: Option<Vocab>,
+    /// Time slots per day.
+    pub num_slots: u16,
+    /// True when events have a meaningful order (false for Frappe's aggregated context rows).
+    pub ordered: bool,
+    /// Extra context columns aligned with the log (Frappe).
+    pub context: Vec<ContextColumn>,
+    /// Per-event weights (Frappe's `cnt`), aligned with the log.
+    pub weights: Option<Vec<u32>>,
+    /// What the loader read and skipped.
+    pub report: LoadReport,
+}
+
+impl Dataset {
+    /// Number of behaviour classes `K`.
+    pub fn num_classes(&self) -> usize {
+        self.behaviors.num_classes()
+    }
+
+    /// Number of events.
+    pub fn len(&self) -> usize {
+        self.log.len()
+    }
+
+    /// True when there are no events.
+    pub fn is_empty(&self) -> bool {
+        self.log.is_empty()
+    }
+
+    /// A one-line description: name, users, events, classes.
+    pub fn summary(&self) -> String {
+        format!(
+            "{}: {} users, {} events, {} behaviour classes, {} locations{}",
+            self.name,
+            self.log.num_users(),
+            self.log.len(),
+            self.num_classes(),
+            self.locations.num_classes(),
+            if self.report.rows_skipped > 0 {
+                format!(", {} bad rows skipped", self.report.rows_skipped)
+            } else {
+                String::new()
+            }
+        )
+    }
+}

@@ -1,0 +1,224 @@
+//! Vocabularies: names ↔ ids with reserved PAD / MASK / UNK ids, and the dense class ids models
+//! predict over.
+//!
+//! Every vocabulary (behaviours, locations, users, intents) starts with three reserved tokens:
+//! [`PAD`] = 0, [`MASK`] = 1, [`UNK`] = 2. Real entries get ids `3..len()`. Models predict over
+//! *classes* `0..K` with `K = num_classes() = len() - 3`: class `c` is token `c + 3`
+//! ([`class_to_token`] / [`token_to_class`]).
+
+use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
+
+/// Padding token id (left padding of history windows).
+pub const PAD: u32 = 0;
+/// Mask token id (masked-event pretraining).
+pub const MASK: u32 = 1;
+/// Unknown token id (names not in the vocabulary).
+pub const UNK: u32 = 2;
+/// Number of reserved ids at the start of every vocabulary.
+pub const NUM_RESERVED: u32 = 3;
+
+/// Token id → dense class id, `None` for the reserved tokens.
+#[inline]
+pub fn token_to_class(token: u32) -> Option<u32> {
+    token.checked_sub(NUM_RESERVED)
+}
+
+/// Dense class id → token id.
+#[inline]
+pub fn class_to_token(class: u32) -> u32 {
+    class + NUM_RESERVED
+}
+
+/// Names ↔ ids, with an optional category per entry (behaviours carry one, for verbalisation).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "VocabRepr", into = "VocabRepr")]
+pub struct Vocab {
+    names: Vec<String>,
+    categories: Vec<Option<String>>,
+    index: HashMap<String, u32>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct VocabRepr {
+    names: Vec<String>,
+    categories: Vec<Option<String>>,
+}
+
+impl From<VocabRepr> for Vocab {
+    fn from(r: VocabRepr) -> Self {
+        let mut v = Vocab::new();
+        for (i, name) in r.names.iter().enumerate().skip(NUM_RESERVED as usize) {
+            let cat = r.categories.get(i).cloned().flatten();
+            v.insert(name, cat.as_deref());
+        }
+        v
+    }
+}
+
+impl From<Vocab> for VocabRepr {
+    fn from(v: Vocab) -> Self {
+        VocabRepr {
+            names: v.names,
+            categories: v.categories,
+        }
+    }
+}
+
+impl Default for Vocab {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Vocab {
+    /// An empty vocabulary holding only the reserved tokens `<pad>`, `<mask>`, `<unk>`.
+    pub fn new() -> Self {
+        let names: Vec<String> = ["<pad>", "<mask>", "<unk>"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        let index = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.clone(), i as u32))
+            .collect();
+        Vocab {
+            categories: vec![None; names.len()],
+            names,
+            index,
+        }
+    }
+
+    /// Builds a vocabulary from `(name, category)` pairs in order; duplicates keep the first id.
+    pub fn from_entries<'a>(entries: impl IntoIterator<Item = (&'a str, Option<&'a str>)>) -> Self {
+        let mut v = Vocab::new();
+        for (n, c) in entries {
+            v.insert(n, c);
+        }
+        v
+    }
+
+    /// The id of `name`, inserting it if new. A category given here fills a missing one.
+    pub fn insert(&mut self, name: &str, category: Option<&str>) -> u32 {
+        if let Some(&id) = self.index.get(name) {
+            if let (Some(c), None) = (category, &self.categories[id as usize]) {
+                self.categories[id as usize] = Some(c.to_owned());
+            }
+            return id;
+        }
+        let id = self.names.len() as u32;
+        self.names.push(name.to_owned());
+        self.categories.push(category.map(str::to_owned));
+        self.index.insert(name.to_owned(), id);
+        id
+    }
+
+    /// The id of `name`, if present.
+    pub fn get(&self, name: &str) -> Option<u32> {
+        self.index.get(name).copied()
+    }
+
+    /// The id of `name`, or [`UNK`].
+    pub fn get_or_unk(&self, name: &str) -> u32 {
+        self.get(name).unwrap_or(UNK)
+    }
+
+    /// The name of token `id` (`"<unk>"` for ids out of range).
+    pub fn name(&self, id: u32) -> &str {
+        self.names
+            .get(id as usize)
+            .map(String::as_str)
+            .unwrap_or("<unk>")
+    }
+
+    /// The category of token `id`, if it has one.
+    pub fn category(&self, id: u32) -> Option<&str> {
+        self.categories.get(id as usize).and_then(|c| c.as_deref())
+    }
+
+    /// Sets the category of an existing token.
+    pub fn set_category(&mut self, id: u32, category: Option<&str>) {
+        if let Some(c) = self.categories.get_mut(id as usize) {
+            *c = category.map(str::to_owned);
+        }
+    }
+
+    /// Number of tokens, reserved ones included.
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// True when the vocabulary holds only the reserved tokens.
+    pub fn is_empty(&self) -> bool {
+        self.names.len() == NUM_RESERVED as usize
+    }
+
+    /// Number of real entries = number of classes `K` models predict over.
+    pub fn num_classes(&self) -> usize {
+        self.names.len() - NUM_RESERVED as usize
+    }
+
+    /// Name of class `c` (token `c + 3`).
+    pub fn class_name(&self, class: u32) -> &str {
+        self.name(class_to_token(class))
+    }
+
+    /// Category of class `c`.
+    pub fn class_category(&self, class: u32) -> Option<&str> {
+        self.category(class_to_token(class))
+    }
+
+    /// Human-readable text for token `id`: `"name (category)"`, or the name alone.
+    pub fn verbalise(&self, id: u32) -> String {
+        match self.category(id) {
+            Some(c) if !c.is_empty() => format!("{} ({c})", self.name(id)),
+            _ => self.name(id).to_owned(),
+        }
+    }
+
+    /// Names of all classes in class order (reserved tokens excluded).
+    pub fn class_names(&self) -> &[String] {
+        &self.names[NUM_RESERVED as usize..]
+    }
+
+    /// Distinct categories in first-seen order.
+    pub fn category_names(&self) -> Vec<String> {
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for c in self.categories.iter().flatten() {
+            if seen.insert(c.as_str()) {
+                out.push(c.clone());
+            }
+        }
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reserved_ids_and_classes() {
+        let mut v = Vocab::new();
+        assert_eq!(v.get("<pad>"), Some(PAD));
+        assert_eq!(v.get("<mask>"), Some(MASK));
+        assert_eq!(v.get("<unk>"), Some(UNK));
+        let a = v.insert("Book flight", Some("Travel"));
+        let b = v.insert("Chat", None);
+        assert_eq!((a, b), (3, 4));
+        assert_eq!(v.insert("Book flight", None), a);
+        assert_eq!(v.num_classes(), 2);
+        assert_eq!(token_to_class(a), Some(0));
+        assert_eq!(token_to_class(PAD), None);
+        assert_eq!(class_to_token(1), b);
+        assert_eq!(v.verbalise(a), "Book flight (Travel)");
+        assert_eq!(v.verbalise(b), "Chat");
+        assert_eq!(v.get_or_unk("nope"), UNK);
+        let json = serde_json::to_string(&v).unwrap();
+        let back: Vocab = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, v);
+        assert_eq!(back.get("Chat"), Some(b));
+    }
+}
