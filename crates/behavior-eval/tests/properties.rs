@@ -1,0 +1,134 @@
+//! Property tests of the metric invariants.
+
+use behavior_eval::generation::{corpus_bleu, jensen_shannon, total_variation, BleuConfig};
+use behavior_eval::{evaluate, EvalConfig, Evaluation, ScoreMatrix};
+use proptest::prelude::*;
+
+/// A random problem: (K, scores [n, K], y_true, is_anchor). Scores come from a small set of values
+/// so ties are frequent.
+fn problem() -> impl Strategy<Value = (usize, Vec<f32>, Vec<u32>, Vec<bool>)> {
+    (1usize..12, 1usize..60).prop_flat_map(|(k, n)| {
+        (
+            Just(k),
+            prop::collection::vec((-4i8..4).prop_map(|v| f32::from(v) * 0.5), n * k),
+            prop::collection::vec(0..k as u32, n),
+            prop::collection::vec(any::<bool>(), k),
+        )
+    })
+}
+
+fn eval(k: usize, s: &[f32], y: &[u32], a: &[bool], ks: Vec<usize>) -> Evaluation {
+    let m = ScoreMatrix::new(s, y.len(), k).expect("valid matrix");
+    evaluate(&m, y, Some(a), &EvalConfig { ks }).expect("valid input")
+}
+
+proptest! {
+    #[test]
+    fn every_metric_is_in_unit_interval((k, s, y, a) in problem()) {
+        let e = eval(k, &s, &y, &a, vec![1, 2, 5, 20]);
+        for name in e.metric_names() {
+            let v = e.metric(&name).expect("listed metric exists");
+            prop_assert!((0.0..=1.0).contains(&v), "{name} = {v}");
+        }
+        for g in [Some(&e.overall), e.anchor.as_ref(), e.tail.as_ref()].into_iter().flatten() {
+            for c in &g.classification.per_class {
+                for v in [c.precision, c.recall, c.f1] {
+                    prop_assert!((0.0..=1.0).contains(&v));
+                }
+            }
+            prop_assert!((g.classification.recall_weighted - g.classification.accuracy).abs() < 1e-12);
+            prop_assert!((g.ranking.hit_rate[0] - g.classification.accuracy).abs() < 1e-12);
+        }
+        let n = e.overall.n_samples;
+        let parts = e.anchor.as_ref().map_or(0, |g| g.n_samples) + e.tail.as_ref().map_or(0, |g| g.n_samples);
+        prop_assert_eq!(n, parts);
+    }
+
+    #[test]
+    fn hr_and_ndcg_are_non_decreasing_in_k((k, s, y, a) in problem()) {
+        let ks: Vec<usize> = (1..=k + 1).collect();
+        let e = eval(k, &s, &y, &a, ks);
+        for g in [Some(&e.overall), e.anchor.as_ref(), e.tail.as_ref()].into_iter().flatten() {
+            let r = &g.ranking;
+            for j in 1..r.ks.len() {
+                prop_assert!(r.hit_rate[j] >= r.hit_rate[j - 1]);
+                prop_assert!(r.ndcg[j] >= r.ndcg[j - 1] - 1e-15);
+                prop_assert!(r.ndcg[j] <= r.hit_rate[j] + 1e-15);
+            }
+            // every class is within the top K
+            prop_assert_eq!(*r.hit_rate.last().expect("non-empty"), 1.0);
+            prop_assert!(r.mrr >= r.ndcg[0] - 1e-15);
+        }
+    }
+
+    #[test]
+    fn a_perfect_ranking_scores_one((k, s, y, a) in problem()) {
+        // Make the true class strictly best on every row.
+        let mut s = s;
+        for (i, &t) in y.iter().enumerate() {
+            s[i * k + t as usize] = 10.0;
+        }
+        let e = eval(k, &s, &y, &a, vec![1, 3]);
+        for name in e.metric_names() {
+            let v = e.metric(&name).expect("listed metric exists");
+            prop_assert!((v - 1.0).abs() < 1e-12, "{name} = {v}");
+        }
+    }
+
+    #[test]
+    fn permuting_samples_changes_nothing((k, s, y, a) in problem(), seed in any::<u64>()) {
+        let n = y.len();
+        let mut perm: Vec<usize> = (0..n).collect();
+        // Fisher–Yates with a tiny LCG: deterministic per seed.
+        let mut state = seed | 1;
+        for i in (1..n).rev() {
+            state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            perm.swap(i, (state >> 33) as usize % (i + 1));
+        }
+        let ps: Vec<f32> = perm.iter().flat_map(|&i| s[i * k..(i + 1) * k].iter().copied()).collect();
+        let py: Vec<u32> = perm.iter().map(|&i| y[i]).collect();
+        let e1 = eval(k, &s, &y, &a, vec![1, 2, 4]);
+        let e2 = eval(k, &ps, &py, &a, vec![1, 2, 4]);
+        prop_assert_eq!(&e1.confusion, &e2.confusion);
+        prop_assert_eq!(e1.metric_names(), e2.metric_names());
+        for name in e1.metric_names() {
+            let (v1, v2) = (e1.metric(&name).expect("m"), e2.metric(&name).expect("m"));
+            prop_assert!((v1 - v2).abs() < 1e-12, "{name}: {v1} vs {v2}");
+        }
+    }
+
+    #[test]
+    fn distances_are_bounded_and_symmetric(
+        pq in (1usize..20).prop_flat_map(|k| (
+            prop::collection::vec(0u32..50, k),
+            prop::collection::vec(0u32..50, k),
+        )),
+    ) {
+        let (p, q) = pq;
+        let p: Vec<f64> = p.iter().map(|&v| f64::from(v) + 0.5).collect();
+        let q: Vec<f64> = q.iter().map(|&v| f64::from(v)).collect();
+        prop_assume!(q.iter().sum::<f64>() > 0.0);
+        let j = jensen_shannon(&p, &q).expect("valid");
+        let t = total_variation(&p, &q).expect("valid");
+        prop_assert!((0.0..=1.0).contains(&j) && (0.0..=1.0).contains(&t));
+        prop_assert!((j - jensen_shannon(&q, &p).expect("valid")).abs() < 1e-12);
+        prop_assert!((t - total_variation(&q, &p).expect("valid")).abs() < 1e-12);
+        prop_assert!(jensen_shannon(&p, &p).expect("valid").abs() < 1e-12);
+    }
+
+    #[test]
+    fn bleu_is_bounded_and_one_on_identity(
+        seqs in prop::collection::vec(prop::collection::vec(0u32..6, 1..12), 1..6),
+        other in prop::collection::vec(prop::collection::vec(0u32..6, 0..12), 1..6),
+    ) {
+        let cfg = BleuConfig::default();
+        let m = seqs.len().min(other.len());
+        let b = corpus_bleu(&other[..m], &seqs[..m], &cfg).expect("valid");
+        prop_assert!((0.0..=1.0).contains(&b));
+        let long: Vec<Vec<u32>> = seqs.iter().filter(|s| s.len() >= 4).cloned().collect();
+        if !long.is_empty() {
+            let one = corpus_bleu(&long, &long, &cfg).expect("valid");
+            prop_assert!((one - 1.0).abs() < 1e-12);
+        }
+    }
+}
