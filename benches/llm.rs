@@ -1,0 +1,249 @@
+//! LLM stack benches (CPU, 2 threads), on SmolLM2-135M: the imported weights when
+//! `scripts/bootstrap-smollm2.sh` has run, else random weights of the same shape (speed does not
+//! depend on the values).
+//!
+//! * `cpu_llm_score/cached`: K = 20 candidates (2–6 tokens) after a 300-token prompt, the
+//!   prompt encoded once with a shared KV cache. The side-by-side run also times the naive way
+//!   (one full forward per candidate) once, next to it.
+//! * `cpu_llm_forward`: forward of a `[4, 128]` batch (tokens/s).
+//! * `cpu_llm_lora_train`: LoRA (r = 8 on q, k, v, o) SFT step (forward, backward, AdamW) on a
+//!   `[4, 128]` batch (tokens/s).
+//!
+//! After criterion, a side-by-side run times forward and LoRA training here and in PyTorch
+//! (`benches/llm_torch_reference.py`: `transformers` + `peft`, same shapes, same thread count)
+//! and prints the ratios. The Python side needs `python3` with torch/transformers/peft importable
+//! (set `PYTHONPATH`); it is skipped with a message otherwise.
+//!
+//! `cargo bench -p behavior-benches --bench llm`
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use behavior_models::llm::{
+    collate, score_candidates, score_candidates_naive, sft_loss, LlamaConfig, LlamaForCausalLM,
+    Llm, LoadOptions, LoraConfig, SftExample,
+};
+use criterion::{Criterion, Throughput};
+use tch::nn::OptimizerConfig;
+use tch::{nn, Device, Tensor};
+
+const THREADS: i32 = 2;
+const BATCH: i64 = 4;
+const SEQ: i64 = 128;
+
+fn model_dir() -> Option<PathBuf> {
+    let cache = std::env::var_os("BEHAVIOR_LAB_CACHE")
+        .map(PathBuf::from)
+        .or_else(|| {
+            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("behavior-lab"))
+        })
+        .or_else(|| {
+            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/behavior-lab"))
+        })?;
+    let d = cache.join("smollm2-135m-instruct");
+    d.join("config.json").exists().then_some(d)
+}
+
+/// The imported SmolLM2, or random weights of its shape.
+fn load(lora: Option<LoraConfig>) -> (nn::VarStore, LlamaForCausalLM, bool) {
+    if let Some(d) = model_dir() {
+        let llm = Llm::load(
+            &d,
+            &LoadOptions {
+                lora,
+                ..LoadOptions::default()
+            },
+        )
+        .expect("load SmolLM2");
+        return (llm.vs, llm.model, true);
+    }
+    tch::manual_seed(0);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = LlamaForCausalLM::new(&vs.root(), &LlamaConfig::smollm2_135m(), lora.as_ref());
+    tch::no_grad(|| {
+        for (_, mut v) in vs.variables() {
+            let _ = v.normal_(0.0, 0.02);
+        }
+    });
+    (vs, model, false)
+}
+
+fn lora_cfg() -> LoraConfig {
+    LoraConfig {
+        dropout: 0.0,
+        ..LoraConfig::default()
+    }
+}
+
+fn tokens(n: usize, seed: i64) -> Vec<i64> {
+    (0..n as i64)
+        .map(|i| 100 + (i * 7919 + seed * 104_729) % 40_000)
+        .collect()
+}
+
+fn batch_ids() -> Tensor {
+    Tensor::from_slice(&tokens((BATCH * SEQ) as usize, 1)).view([BATCH, SEQ])
+}
+
+fn sft_examples() -> Vec<SftExample> {
+    (0..BATCH)
+        .map(|b| {
+            let t = tokens(SEQ as usize, b + 3);
+            SftExample {
+                prompt: t[..96].to_vec(),
+                answer: t[96..].to_vec(),
+            }
+        })
+        .collect()
+}
+
+fn benches(c: &mut Criterion) {
+    let (_vs, model, real) = load(None);
+    println!(
+        "cpu_llm: SmolLM2-135M with {} weights, {THREADS} threads",
+        if real { "imported" } else { "random" }
+    );
+    let prompt = tokens(300, 0);
+    let cands: Vec<Vec<i64>> = (0..20).map(|k| tokens(2 + k % 5, 10 + k as i64)).collect();
+    let mut g = c.benchmark_group("cpu_llm_score");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(cands.len() as u64));
+    g.bench_function("cached", |b| {
+        b.iter(|| score_candidates(&model, &prompt, &cands, 32).unwrap())
+    });
+    // The naive baseline (20 full forwards) is too slow for 10 criterion samples on 2 threads;
+    // side_by_side() times it once next to the cached path.
+    g.finish();
+
+    let ids = batch_ids();
+    let mut g = c.benchmark_group("cpu_llm_forward");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements((BATCH * SEQ) as u64));
+    g.bench_function("b4x128", |b| {
+        b.iter(|| tch::no_grad(|| model.forward(&ids, None, None, false).unwrap()))
+    });
+    g.finish();
+    drop(model);
+
+    let (vs, model, _) = load(Some(lora_cfg()));
+    let ex = sft_examples();
+    let refs: Vec<&SftExample> = ex.iter().collect();
+    let batch = collate(&refs, 0, Device::Cpu).unwrap();
+    let mut opt = nn::AdamW::default().build(&vs, 1e-4).unwrap();
+    let mut g = c.benchmark_group("cpu_llm_lora_train");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements((BATCH * SEQ) as u64));
+    g.bench_function("b4x128_r8_qkvo", |b| {
+        b.iter(|| {
+            let loss = sft_loss(&model, &batch, true).unwrap();
+            opt.backward_step(&loss);
+        })
+    });
+    g.finish();
+}
+
+fn median_secs(n: usize, mut f: impl FnMut()) -> f64 {
+    if n > 1 {
+        f(); // warm-up
+    }
+    let mut t: Vec<f64> = (0..n)
+        .map(|_| {
+            let s = Instant::now();
+            f();
+            s.elapsed().as_secs_f64()
+        })
+        .collect();
+    t.sort_by(f64::total_cmp);
+    t[n / 2]
+}
+
+/// Times forward, LoRA training and scoring here, runs the PyTorch reference with the same
+/// shapes and threads, and prints the ratios.
+fn side_by_side() {
+    let toks = (BATCH * SEQ) as f64;
+    let (_vs, model, _) = load(None);
+    let ids = batch_ids();
+    let fwd = median_secs(3, || {
+        let _ = tch::no_grad(|| model.forward(&ids, None, None, false).unwrap());
+    });
+    let prompt = tokens(300, 0);
+    let cands: Vec<Vec<i64>> = (0..20).map(|k| tokens(2 + k % 5, 10 + k as i64)).collect();
+    let cached = median_secs(3, || {
+        score_candidates(&model, &prompt, &cands, 32).unwrap();
+    });
+    let naive = median_secs(1, || {
+        score_candidates_naive(&model, &prompt, &cands).unwrap();
+    });
+    drop(model);
+    let (vs, model, _) = load(Some(lora_cfg()));
+    let ex = sft_examples();
+    let refs: Vec<&SftExample> = ex.iter().collect();
+    let batch = collate(&refs, 0, Device::Cpu).unwrap();
+    let mut opt = nn::AdamW::default().build(&vs, 1e-4).unwrap();
+    let train = median_secs(3, || {
+        let loss = sft_loss(&model, &batch, true).unwrap();
+        opt.backward_step(&loss);
+    });
+    println!(
+        "\n== side by side (CPU, {THREADS} threads, SmolLM2-135M shape, batch {BATCH}x{SEQ}) =="
+    );
+    println!(
+        "scoring K=20 after 300 tokens: cached {:.3}s, naive {:.3}s, speed-up {:.1}x",
+        cached,
+        naive,
+        naive / cached
+    );
+    println!("tch forward:    {:.0} tokens/s", toks / fwd);
+    println!("tch LoRA train: {:.0} tokens/s", toks / train);
+
+    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("llm_torch_reference.py");
+    let mut cmd = std::process::Command::new("python3");
+    cmd.arg(&script).arg("--threads").arg(THREADS.to_string());
+    cmd.arg("--batch")
+        .arg(BATCH.to_string())
+        .arg("--seq")
+        .arg(SEQ.to_string());
+    if let Some(d) = model_dir() {
+        cmd.arg("--model-dir").arg(d);
+    }
+    match cmd.output() {
+        Ok(o) if o.status.success() => {
+            let text = String::from_utf8_lossy(&o.stdout);
+            let get = |k: &str| {
+                text.lines()
+                    .find_map(|l| l.strip_prefix(&format!("{k}=")))
+                    .and_then(|v| v.trim().parse::<f64>().ok())
+            };
+            match (get("forward_tokens_per_s"), get("lora_train_tokens_per_s")) {
+                (Some(pf), Some(pt)) => {
+                    println!(
+                        "torch forward:    {pf:.0} tokens/s  -> tch/torch {:.2}x",
+                        toks / fwd / pf
+                    );
+                    println!(
+                        "torch LoRA train: {pt:.0} tokens/s  -> tch/torch {:.2}x",
+                        toks / train / pt
+                    );
+                }
+                _ => println!("PyTorch reference printed no figures:\n{text}"),
+            }
+        }
+        Ok(o) => println!(
+            "PyTorch side skipped: {} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&o.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        ),
+        Err(e) => println!("PyTorch side skipped: cannot run python3: {e}"),
+    }
+}
+
+fn main() {
+    tch::set_num_threads(THREADS);
+    let mut c = Criterion::default().configure_from_args();
+    benches(&mut c);
+    c.final_summary();
+    side_by_side();
+}
