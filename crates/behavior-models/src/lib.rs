@@ -3,11 +3,18 @@
 //! Everything that touches libtorch lives here or in `behavior-train`; models take tensors built
 //! from `behavior-data` samples and end in a `[n, K]` score matrix that `behavior-eval` reads.
 
+pub mod baselines;
+pub mod behavegpt;
 pub mod device;
 pub mod error;
+pub mod gru4rec;
+pub mod layers;
+pub mod llm;
+pub mod sasrec;
 
 pub use device::{parse_device, DeviceSpec};
 pub use error::{Error, Result};
+pub use layers::{SeqBatch, SequenceModel};
 
 /// The libtorch version this crate was built against (read from the libtorch folder at build time).
 pub const LIBTORCH_VERSION: &str = env!("BEHAVIOR_LIBTORCH_VERSION");

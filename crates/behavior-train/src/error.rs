@@ -1,5 +1,7 @@
 //! The crate's one error type.
 
+use std::path::PathBuf;
+
 /// Everything that can go wrong in `behavior-train`.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -9,6 +11,32 @@ pub enum Error {
     /// An error from the model crate.
     #[error(transparent)]
     Model(#[from] behavior_models::Error),
+    /// An error from the data crate (atomic writes).
+    #[error(transparent)]
+    Data(#[from] behavior_data::Error),
+    /// An I/O error on a named file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A configuration value that is out of range or inconsistent (the message names the field).
+    #[error("invalid config: {0}")]
+    Config(String),
+    /// A checkpoint that is missing, malformed or does not match the model.
+    #[error("checkpoint: {0}")]
+    Checkpoint(String),
+    /// The loss became NaN or infinite.
+    #[error("non-finite loss ({value}) at optimizer step {step}; training stopped, the last good checkpoint (if any) is left intact")]
+    NonFinite {
+        /// The optimizer step (1-based) whose loss was not finite.
+        step: u64,
+        /// The offending value.
+        value: f64,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

@@ -1,0 +1,451 @@
+//! BehaveGPT: a decoder-only behaviour transformer (Gong et al., "BehaveGPT: A Foundation Model
+//! for Large-scale User Behavior Modeling", arXiv 2505.17631).
+//!
+//! Four embedding streams (weekday, time slot, location, behaviour) are combined by a sum or by
+//! concatenation and a projection, learned positions are added, pre-LN causal transformer blocks
+//! follow, and an MLP head gives next-behaviour logits at every position.
+//!
+//! Deviations from the paper, whose exact architecture is not public (see `docs/papers.md` §4.2):
+//! the combination rule, positional encoding, sizes and head width are our choices and are all
+//! configurable; attention is `scaled_dot_product_attention` (FlashAttention on CUDA).
+
+use crate::layers::{Block, BlockDims, Embedding, LayerNorm, Linear, SeqBatch, SequenceModel};
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
+use std::cell::Cell;
+use tch::nn;
+use tch::{Kind, Tensor};
+
+/// How the four embedding streams are combined.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Combine {
+    /// `E_w + E_t + E_l + E_b` (as in PITuning's figure).
+    Sum,
+    /// `W_in [E_w ‖ E_t ‖ E_l ‖ E_b]` (as the BehaveGPT summaries describe).
+    Concat,
+}
+
+/// BehaveGPT's sizes.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BehaveGptConfig {
+    /// Behaviour classes `K` (the output label set).
+    pub n_behaviours: i64,
+    /// Reserved input ids before the classes (PAD, MASK, UNK: 3 for `behavior-data` token ids,
+    /// 0 when inputs are class ids): the behaviour input table has `K + input_offset` rows.
+    pub input_offset: i64,
+    /// Location vocabulary size.
+    pub n_locations: i64,
+    /// Time slots per day.
+    pub n_slots: i64,
+    /// Weekdays (7).
+    pub n_weekdays: i64,
+    /// Longest input sequence `L` (size of the position table).
+    pub max_len: i64,
+    /// Model width `d`.
+    pub d_model: i64,
+    /// Decoder blocks `N`.
+    pub n_layers: i64,
+    /// Attention heads (must divide `d_model`).
+    pub n_heads: i64,
+    /// MLP hidden width as a multiple of `d_model`.
+    pub ff_mult: i64,
+    /// Dropout on attention and residual branches.
+    pub dropout: f64,
+    /// How the four streams are combined.
+    pub combine: Combine,
+    /// Hidden width of the MLP head (`0` = `d_model`).
+    pub head_hidden: i64,
+}
+
+impl Default for BehaveGptConfig {
+    fn default() -> Self {
+        Self::tiny(64, 64, 24)
+    }
+}
+
+impl BehaveGptConfig {
+    fn sized(k: i64, locs: i64, slots: i64, d: i64, n: i64, h: i64) -> Self {
+        Self {
+            n_behaviours: k,
+            input_offset: 0,
+            n_locations: locs,
+            n_slots: slots,
+            n_weekdays: 7,
+            max_len: 64,
+            d_model: d,
+            n_layers: n,
+            n_heads: h,
+            ff_mult: 4,
+            dropout: 0.1,
+            combine: Combine::Concat,
+            head_hidden: 0,
+        }
+    }
+    /// d = 32, 2 blocks: tens of thousands of parameters, for tests.
+    pub fn smoke(k: i64, locs: i64, slots: i64) -> Self {
+        Self::sized(k, locs, slots, 32, 2, 2)
+    }
+    /// d = 128, 4 blocks: about 1 M parameters.
+    pub fn tiny(k: i64, locs: i64, slots: i64) -> Self {
+        Self::sized(k, locs, slots, 128, 4, 4)
+    }
+    /// d = 256, 6 blocks: about 5 M parameters.
+    pub fn small(k: i64, locs: i64, slots: i64) -> Self {
+        Self::sized(k, locs, slots, 256, 6, 8)
+    }
+    /// d = 512, 8 blocks: about 25 M parameters.
+    pub fn medium(k: i64, locs: i64, slots: i64) -> Self {
+        Self::sized(k, locs, slots, 512, 8, 8)
+    }
+    /// d = 768, 14 blocks: about 100 M parameters.
+    pub fn large(k: i64, locs: i64, slots: i64) -> Self {
+        Self::sized(k, locs, slots, 768, 14, 12)
+    }
+    /// A named preset: `smoke`, `tiny`, `small`, `medium` or `large`.
+    pub fn preset(name: &str, k: i64, locs: i64, slots: i64) -> Result<Self> {
+        Ok(match name {
+            "smoke" => Self::smoke(k, locs, slots),
+            "tiny" => Self::tiny(k, locs, slots),
+            "small" => Self::small(k, locs, slots),
+            "medium" => Self::medium(k, locs, slots),
+            "large" => Self::large(k, locs, slots),
+            other => {
+                return Err(Error::Config(format!(
+                "unknown BehaveGPT preset {other:?} (expected smoke, tiny, small, medium or large)"
+            )))
+            }
+        })
+    }
+
+    /// Checks ranges and consistency; the message names the field.
+    pub fn check(&self) -> Result<()> {
+        let pos = [
+            ("n_behaviours", self.n_behaviours),
+            ("n_locations", self.n_locations),
+            ("n_slots", self.n_slots),
+            ("n_weekdays", self.n_weekdays),
+            ("max_len", self.max_len),
+            ("d_model", self.d_model),
+            ("n_layers", self.n_layers),
+            ("n_heads", self.n_heads),
+            ("ff_mult", self.ff_mult),
+        ];
+        for (name, v) in pos {
+            if v < 1 {
+                return Err(Error::Config(format!(
+                    "behavegpt.{name} must be at least 1, got {v}"
+                )));
+            }
+        }
+        if self.d_model % self.n_heads != 0 {
+            return Err(Error::Config(format!(
+                "behavegpt.d_model ({}) must be divisible by behavegpt.n_heads ({})",
+                self.d_model, self.n_heads
+            )));
+        }
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Config(format!(
+                "behavegpt.dropout must be in [0, 1), got {}",
+                self.dropout
+            )));
+        }
+        if self.input_offset < 0 {
+            return Err(Error::Config("behavegpt.input_offset must be >= 0".into()));
+        }
+        if self.head_hidden < 0 {
+            return Err(Error::Config("behavegpt.head_hidden must be >= 0".into()));
+        }
+        Ok(())
+    }
+
+    /// Parameter count of the model these sizes build (without building it).
+    pub fn n_params(&self) -> i64 {
+        let d = self.d_model;
+        let emb_rows = self.n_weekdays
+            + self.n_slots
+            + self.n_locations
+            + self.n_behaviours
+            + self.input_offset;
+        let emb = match self.combine {
+            Combine::Sum => emb_rows * d,
+            Combine::Concat => emb_rows * d + 4 * d * d + d,
+        } + self.max_len * d;
+        let ff = self.ff_mult * d;
+        let block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d);
+        let hh = if self.head_hidden == 0 {
+            d
+        } else {
+            self.head_hidden
+        };
+        let head = 2 * d + (d * hh + hh) + (hh * self.n_behaviours + self.n_behaviours);
+        emb + self.n_layers * block + head
+    }
+}
+
+/// The four embedding tables, their combination and the learned positions.
+#[derive(Debug)]
+pub struct EventEmbeddings {
+    /// Weekday table `[7, d]`.
+    pub weekday: Embedding,
+    /// Time-slot table `[T, d]`.
+    pub slot: Embedding,
+    /// Location table `[|Loc|, d]`.
+    pub loc: Embedding,
+    /// Behaviour table `[K + input_offset, d]`.
+    pub behaviour: Embedding,
+    /// Projection `4d → d` (concat mode only).
+    pub proj: Option<Linear>,
+    /// Position table `[max_len, d]`.
+    pub pos: Embedding,
+    dropout: f64,
+    max_len: i64,
+    scale: f64,
+}
+
+impl EventEmbeddings {
+    /// Tables sized from `cfg`.
+    pub fn new(p: nn::Path, cfg: &BehaveGptConfig) -> Result<Self> {
+        let d = cfg.d_model;
+        Ok(Self {
+            weekday: Embedding::new(&p / "weekday", cfg.n_weekdays, d)?,
+            slot: Embedding::new(&p / "slot", cfg.n_slots, d)?,
+            loc: Embedding::new(&p / "loc", cfg.n_locations, d)?,
+            behaviour: Embedding::new(&p / "behaviour", cfg.n_behaviours + cfg.input_offset, d)?,
+            proj: match cfg.combine {
+                Combine::Sum => None,
+                // Variance-preserving init: with two small factors (tables and projection both
+                // at std 0.02) the token signal starts far below the positions and learns slowly.
+                Combine::Concat => Some(Linear::new(
+                    &p / "proj",
+                    4 * d,
+                    d,
+                    true,
+                    (1.0 / (4 * d) as f64).sqrt(),
+                )?),
+            },
+            pos: Embedding::new(&p / "pos", cfg.max_len, d)?,
+            dropout: cfg.dropout,
+            max_len: cfg.max_len,
+            scale: (d as f64).sqrt(),
+        })
+    }
+
+    /// # Shapes
+    /// batch fields `[B, L]` (`L ≤ max_len`) → `[B, L, d]` (`f32`).
+    pub fn forward_t(&self, batch: &SeqBatch, train: bool) -> Result<Tensor> {
+        let (_, l) = batch.behaviour.size2()?;
+        if l > self.max_len {
+            return Err(Error::Config(format!(
+                "sequence length {l} exceeds behavegpt.max_len {}",
+                self.max_len
+            )));
+        }
+        let w = self.weekday.forward(&batch.weekday)?;
+        let t = self.slot.forward(&batch.slot)?;
+        let lo = self.loc.forward(&batch.loc)?;
+        let b = self.behaviour.forward(&batch.behaviour)?;
+        let x = match &self.proj {
+            None => w + t + lo + b,
+            // [B, L, 4d] → [B, L, d]
+            Some(proj) => proj.forward(&Tensor::f_cat(&[w, t, lo, b], -1)?)?,
+        };
+        // Scale the event embedding by √d (Vaswani et al.; SASRec) so it dominates the positions.
+        let x = x * self.scale;
+        let pos = self.pos.weight.f_narrow(0, 0, l)?; // [L, d], broadcast over B
+        Ok((x + pos).f_dropout(self.dropout, train)?)
+    }
+}
+
+/// The MLP head `Linear → GELU → Linear` after a final layer norm.
+#[derive(Debug)]
+pub struct MlpHead {
+    /// Final norm.
+    pub ln: LayerNorm,
+    /// `d → hidden`.
+    pub fc: Linear,
+    /// `hidden → K`.
+    pub out: Linear,
+}
+
+impl MlpHead {
+    /// Head from `d` to `k` classes through `hidden` units.
+    pub fn new(p: nn::Path, d: i64, hidden: i64, k: i64) -> Result<Self> {
+        Ok(Self {
+            ln: LayerNorm::new(&p / "ln", d)?,
+            fc: Linear::new(&p / "fc", d, hidden, true, crate::layers::INIT_STD)?,
+            out: Linear::new(&p / "out", hidden, k, true, crate::layers::INIT_STD)?,
+        })
+    }
+
+    /// # Shapes
+    /// `xs: [B, L, d]` → `[B, L, K]` (`f32`).
+    pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
+        let h = self.fc.forward(&self.ln.forward(xs)?)?.f_gelu("none")?;
+        Ok(self.out.forward(&h)?.f_to_kind(Kind::Float)?)
+    }
+}
+
+/// BehaveGPT: embeddings, `N` pre-LN causal blocks, MLP head.
+#[derive(Debug)]
+pub struct BehaveGpt {
+    /// The four streams and positions.
+    pub embeddings: EventEmbeddings,
+    /// Decoder blocks.
+    pub blocks: Vec<Block>,
+    /// Next-behaviour head.
+    pub head: MlpHead,
+    cfg: BehaveGptConfig,
+    compute: Cell<Kind>,
+}
+
+impl BehaveGpt {
+    /// Builds the model under `p` (names: `emb.*`, `blocks.{i}.*`, `head.*`).
+    pub fn new(p: &nn::Path, cfg: &BehaveGptConfig) -> Result<Self> {
+        cfg.check()?;
+        let dims = BlockDims {
+            d_model: cfg.d_model,
+            n_heads: cfg.n_heads,
+            d_ff: cfg.ff_mult * cfg.d_model,
+            n_layers: cfg.n_layers,
+            dropout: cfg.dropout,
+        };
+        let blocks = (0..cfg.n_layers)
+            .map(|i| Block::new(p / "blocks" / i, dims))
+            .collect::<Result<Vec<_>>>()?;
+        let hh = if cfg.head_hidden == 0 {
+            cfg.d_model
+        } else {
+            cfg.head_hidden
+        };
+        Ok(Self {
+            embeddings: EventEmbeddings::new(p / "emb", cfg)?,
+            blocks,
+            head: MlpHead::new(p / "head", cfg.d_model, hh, cfg.n_behaviours)?,
+            cfg: cfg.clone(),
+            compute: Cell::new(Kind::Float),
+        })
+    }
+
+    /// The sizes this model was built with.
+    pub fn config(&self) -> &BehaveGptConfig {
+        &self.cfg
+    }
+
+    /// Final hidden states before the head.
+    ///
+    /// # Shapes
+    /// batch fields `[B, L]` → `[B, L, d]` (compute dtype).
+    pub fn hidden_t(&self, batch: &SeqBatch, train: bool) -> Result<Tensor> {
+        let mut x = self.embeddings.forward_t(batch, train)?;
+        let k = self.compute.get();
+        if k != Kind::Float {
+            x = x.f_to_kind(k)?;
+        }
+        for b in &self.blocks {
+            x = b.forward_t(&x, train)?;
+        }
+        Ok(x)
+    }
+}
+
+impl SequenceModel for BehaveGpt {
+    /// # Shapes
+    /// batch fields `[B, L]` → `[B, L, K]` (`f32`).
+    fn logits(&self, batch: &SeqBatch, train: bool) -> Result<Tensor> {
+        self.head.forward(&self.hidden_t(batch, train)?)
+    }
+    fn n_classes(&self) -> i64 {
+        self.cfg.n_behaviours
+    }
+    fn set_compute_kind(&self, kind: Kind) {
+        self.compute.set(kind);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn batch(b: i64, l: i64, cfg: &BehaveGptConfig) -> SeqBatch {
+        let o = (Kind::Int64, Device::Cpu);
+        SeqBatch {
+            weekday: Tensor::randint(cfg.n_weekdays, [b, l], o),
+            slot: Tensor::randint(cfg.n_slots, [b, l], o),
+            loc: Tensor::randint(cfg.n_locations, [b, l], o),
+            behaviour: Tensor::randint(cfg.n_behaviours, [b, l], o),
+            target: Tensor::randint(cfg.n_behaviours, [b, l], o),
+        }
+    }
+
+    #[test]
+    fn shapes_and_param_count_for_both_combine_modes() -> Result<()> {
+        for combine in [Combine::Sum, Combine::Concat] {
+            let cfg = BehaveGptConfig {
+                combine,
+                ..BehaveGptConfig::smoke(11, 5, 24)
+            };
+            let vs = nn::VarStore::new(Device::Cpu);
+            let m = BehaveGpt::new(&vs.root(), &cfg)?;
+            let y = m.logits(&batch(3, 7, &cfg), false)?;
+            assert_eq!(y.size(), [3, 7, 11]);
+            assert_eq!(crate::layers::n_params(&vs), cfg.n_params(), "{combine:?}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn presets_span_one_to_a_hundred_million_parameters() -> Result<()> {
+        let tiny = BehaveGptConfig::preset("tiny", 400, 1000, 48)?.n_params();
+        let large = BehaveGptConfig::preset("large", 400, 1000, 48)?.n_params();
+        assert!((700_000..2_000_000).contains(&tiny), "tiny has {tiny}");
+        assert!(
+            (80_000_000..130_000_000).contains(&large),
+            "large has {large}"
+        );
+        assert!(BehaveGptConfig::preset("huge", 1, 1, 1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn check_names_the_field() {
+        let cfg = BehaveGptConfig {
+            n_heads: 3,
+            ..BehaveGptConfig::smoke(4, 4, 4)
+        };
+        let e = cfg.check().unwrap_err().to_string();
+        assert!(e.contains("n_heads"), "{e}");
+        let cfg = BehaveGptConfig {
+            max_len: 4,
+            ..BehaveGptConfig::smoke(4, 4, 4)
+        };
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = BehaveGpt::new(&vs.root(), &cfg).unwrap();
+        let e = m.logits(&batch(1, 5, &cfg), false).unwrap_err().to_string();
+        assert!(e.contains("max_len"), "{e}");
+    }
+
+    #[test]
+    fn safetensors_round_trip() -> anyhow::Result<()> {
+        let cfg = BehaveGptConfig::smoke(9, 4, 24);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let m = BehaveGpt::new(&vs.root(), &cfg)?;
+        let dir = std::env::temp_dir().join(format!("behavegpt-st-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join("w.safetensors");
+        vs.save(&path)?;
+        let mut vs2 = nn::VarStore::new(Device::Cpu);
+        let m2 = BehaveGpt::new(&vs2.root(), &cfg)?;
+        vs2.load(&path)?;
+        let b = batch(2, 6, &cfg);
+        let d = (m.logits(&b, false)? - m2.logits(&b, false)?)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(d < 1e-6, "{d}");
+        std::fs::remove_dir_all(&dir)?;
+        Ok(())
+    }
+}

@@ -1,0 +1,599 @@
+//! The training loop: steps or epochs, gradient accumulation, AdamW with warm-up + cosine,
+//! clipping, periodic validation with early stopping on a named metric, keep-best/keep-last
+//! checkpoints, exact resume, a NaN guard, a JSONL metrics log and a progress bar.
+//!
+//! Determinism: epoch `e`'s data order is a ChaCha permutation seeded from `(seed, e)`, and the
+//! torch generator is reseeded from `(seed, step, micro-batch)` before every forward pass, so the
+//! state needed to resume is just counters; with a fixed thread count a resumed CPU run is
+//! bit-identical to an uninterrupted one.
+//!
+//! Inside a step there is no host↔device copy and no per-sample Rust loop: the epoch's
+//! permutation is uploaded once per epoch, batches are `index_select`s on the device, and the
+//! per-step losses stay on the device until the next logging point, where they are read back
+//! together and checked for NaN/inf (the error names the first bad step; no checkpoint is ever
+//! written after a non-finite loss, so the last good one stays intact).
+
+use crate::checkpoint::{self, CurvePoint, EvalPoint, TrainState};
+use crate::loss::Loss;
+use crate::optim::{warmup_cosine, AdamW, AdamWConfig};
+use crate::{Error, Result};
+use behavior_models::{SeqBatch, SequenceModel};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use tch::nn::VarStore;
+use tch::{Device, Kind, Tensor};
+
+/// Whether a larger or a smaller metric is better.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Mode {
+    /// Larger is better (recall, NDCG).
+    Max,
+    /// Smaller is better (loss).
+    Min,
+}
+
+/// Early stopping on a named validation metric.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStop {
+    /// Metric name as returned by the evaluation callback.
+    pub metric: String,
+    /// Direction.
+    pub mode: Mode,
+    /// Evaluations without improvement before stopping (0 = never stop, only track the best).
+    pub patience: u64,
+}
+
+/// Trainer settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps; `0` means `epochs` full passes.
+    pub max_steps: u64,
+    /// Passes over the data when `max_steps == 0`.
+    pub epochs: u64,
+    /// Sequences per micro-batch.
+    pub batch_size: i64,
+    /// Micro-batches per optimizer step.
+    pub grad_accum: u64,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// Final learning rate as a fraction of the peak.
+    pub min_lr_ratio: f64,
+    /// Linear warm-up steps.
+    pub warmup_steps: u64,
+    /// AdamW settings.
+    pub optim: AdamWConfig,
+    /// Global gradient-norm clip (`0` = off).
+    pub clip_norm: f64,
+    /// Steps between log lines / NaN checks.
+    pub log_every: u64,
+    /// Steps between validations (`0` = only at the end).
+    pub eval_every: u64,
+    /// Early stopping; without it the last evaluation's weights are kept.
+    pub early_stop: Option<EarlyStop>,
+    /// Restore the best weights (by `early_stop.metric`) at the end.
+    pub restore_best: bool,
+    /// Step checkpoints to keep besides the best one.
+    pub keep_last: usize,
+    /// Steps between checkpoints (`0` = at evaluations and at the end only); needs a directory.
+    pub checkpoint_every: u64,
+    /// Seed for data order, initialisation-independent randomness and dropout.
+    pub seed: u64,
+    /// bf16 mixed precision on CUDA (fp32 master weights); ignored on CPU.
+    pub bf16: bool,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        Self {
+            max_steps: 0,
+            epochs: 1,
+            batch_size: 64,
+            grad_accum: 1,
+            lr: 1e-3,
+            min_lr_ratio: 0.1,
+            warmup_steps: 10,
+            optim: AdamWConfig::default(),
+            clip_norm: 1.0,
+            log_every: 10,
+            eval_every: 0,
+            early_stop: None,
+            restore_best: true,
+            keep_last: 2,
+            checkpoint_every: 0,
+            seed: 0,
+            bf16: true,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// Checks ranges; the message names the field.
+    pub fn check(&self) -> Result<()> {
+        let bad = |m: &str| Err(Error::Config(m.to_owned()));
+        if self.max_steps == 0 && self.epochs == 0 {
+            return bad("train.max_steps and train.epochs are both 0: nothing to train");
+        }
+        if self.batch_size < 1 {
+            return bad("train.batch_size must be at least 1");
+        }
+        if self.grad_accum < 1 {
+            return bad("train.grad_accum must be at least 1");
+        }
+        if !(self.lr > 0.0 && self.lr.is_finite()) {
+            return bad("train.lr must be finite and > 0");
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return bad("train.min_lr_ratio must be in [0, 1]");
+        }
+        if self.clip_norm.is_nan() || self.clip_norm < 0.0 {
+            return bad("train.clip_norm must be >= 0");
+        }
+        if self.log_every < 1 {
+            return bad("train.log_every must be at least 1");
+        }
+        if self.restore_best && self.early_stop.is_none() {
+            return bad("train.restore_best needs train.early_stop (which metric is best?)");
+        }
+        self.optim.check()
+    }
+
+    /// Optimizer steps per epoch for `n` sequences.
+    pub fn steps_per_epoch(&self, n: i64) -> u64 {
+        let micro = (n as u64).div_ceil(self.batch_size as u64);
+        micro.div_ceil(self.grad_accum).max(1)
+    }
+
+    /// Total optimizer steps for `n` sequences.
+    pub fn total_steps(&self, n: i64) -> u64 {
+        if self.max_steps > 0 {
+            self.max_steps
+        } else {
+            self.epochs * self.steps_per_epoch(n)
+        }
+    }
+}
+
+/// Where and how a run saves its state.
+#[derive(Debug, Clone, Default)]
+pub struct FitOptions {
+    /// Folder for checkpoints and `metrics.jsonl`; `None` keeps everything in memory.
+    pub dir: Option<PathBuf>,
+    /// Continue from `dir`'s latest checkpoint when there is one.
+    pub resume: bool,
+    /// Stop (after checkpointing) once this many steps are done, as if interrupted.
+    pub stop_after: Option<u64>,
+    /// Show a progress bar (only drawn when stderr is a terminal).
+    pub progress: bool,
+    /// A label for the progress bar and log lines.
+    pub label: String,
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainSummary {
+    /// Steps done.
+    pub steps: u64,
+    /// Whether early stopping ended the run.
+    pub early_stopped: bool,
+    /// Best metric value and step, when early stopping was configured.
+    pub best: Option<(f64, u64)>,
+    /// Training curve.
+    pub curve: Vec<CurvePoint>,
+    /// Validation results.
+    pub evals: Vec<EvalPoint>,
+    /// Last per-class weights of a DRO loss.
+    pub class_weights: Option<Vec<f32>>,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+fn mix(seed: u64, a: u64, b: u64) -> u64 {
+    // SplitMix64 finaliser over a combination of the inputs.
+    let mut z = seed
+        .wrapping_add(a.wrapping_mul(0x9E37_79B9_7F4A_7C15))
+        .wrapping_add(b.wrapping_mul(0xC2B2_AE3D_27D4_EB4F));
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// The permutation of `0..n` used in epoch `epoch`.
+pub fn epoch_order(seed: u64, epoch: u64, n: i64) -> Vec<i64> {
+    let mut idx: Vec<i64> = (0..n).collect();
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(mix(seed, epoch, 0x5EED));
+    idx.shuffle(&mut rng);
+    idx
+}
+
+struct MetricsLog {
+    file: Option<std::fs::File>,
+    path: PathBuf,
+}
+
+impl MetricsLog {
+    fn open(dir: Option<&Path>) -> Result<Self> {
+        match dir {
+            None => Ok(Self {
+                file: None,
+                path: PathBuf::new(),
+            }),
+            Some(d) => {
+                std::fs::create_dir_all(d).map_err(|source| Error::Io {
+                    path: d.into(),
+                    source,
+                })?;
+                let path = d.join("metrics.jsonl");
+                let file = std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(&path)
+                    .map_err(|source| Error::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                Ok(Self {
+                    file: Some(file),
+                    path,
+                })
+            }
+        }
+    }
+    fn line(&mut self, v: serde_json::Value) -> Result<()> {
+        if let Some(f) = &mut self.file {
+            writeln!(f, "{v}").map_err(|source| Error::Io {
+                path: self.path.clone(),
+                source,
+            })?;
+        }
+        Ok(())
+    }
+}
+
+/// Trains `model` (whose variables live in `vs`) on `train` (every field `[N, L]` on the model's
+/// device) with `loss`, calling `eval` for validation metrics.
+///
+/// `eval` receives the model in evaluation mode (no dropout; call it under `no_grad`) and returns
+/// named metrics; the early-stopping metric must be among them.
+pub fn fit<M: SequenceModel + ?Sized>(
+    cfg: &TrainConfig,
+    model: &M,
+    vs: &mut VarStore,
+    train: &SeqBatch,
+    loss: &mut Loss,
+    eval: &mut dyn FnMut(&M) -> Result<BTreeMap<String, f64>>,
+    opts: &FitOptions,
+) -> Result<TrainSummary> {
+    cfg.check()?;
+    let t0 = std::time::Instant::now();
+    let device = vs.device();
+    let n = train.len();
+    if n == 0 {
+        return Err(Error::Config("no training sequences".into()));
+    }
+    let total = cfg.total_steps(n);
+    let use_bf16 = cfg.bf16 && device.is_cuda();
+    model.set_compute_kind(if use_bf16 {
+        Kind::BFloat16
+    } else {
+        Kind::Float
+    });
+    let mut opt = AdamW::new(vs, &cfg.optim)?;
+    let mut state = TrainState {
+        step: 0,
+        epoch: 0,
+        cursor: 0,
+        seed: cfg.seed,
+        n_train: n as u64,
+        best_value: None,
+        best_step: None,
+        evals_since_best: 0,
+        curve: vec![],
+        evals: vec![],
+    };
+    let ckpt_dir = opts.dir.as_ref().map(|d| d.join("checkpoints"));
+    if opts.resume {
+        if let Some(dir) = &ckpt_dir {
+            if let Some(latest) = checkpoint::find(dir, "latest")? {
+                let loaded = checkpoint::load(&latest, vs)?;
+                if loaded.state.n_train != n as u64 || loaded.state.seed != cfg.seed {
+                    return Err(Error::Checkpoint(format!(
+                        "{}: saved for {} sequences and seed {}, resuming with {n} and seed {}",
+                        latest.display(),
+                        loaded.state.n_train,
+                        loaded.state.seed,
+                        cfg.seed
+                    )));
+                }
+                opt.load_state(&loaded.optim_state, loaded.state.step)?;
+                loss.load_state(&loaded.optim_state)?;
+                state = loaded.state;
+                tracing::info!(
+                    "{}: resumed from {} at step {}",
+                    opts.label,
+                    latest.display(),
+                    state.step
+                );
+            }
+        }
+    }
+    let mut log = MetricsLog::open(opts.dir.as_deref())?;
+    let bar = if opts.progress && std::io::stderr().is_terminal() {
+        indicatif::ProgressBar::new(total)
+    } else {
+        indicatif::ProgressBar::hidden()
+    };
+    bar.set_position(state.step);
+    bar.set_message(opts.label.clone());
+
+    // Best weights kept in memory for restore_best.
+    let mut best_weights: Option<Vec<(String, Tensor)>> = None;
+    let mut pending: Vec<(u64, f64, Tensor, Tensor)> = vec![]; // (step, lr, loss, grad_norm)
+    let micro_per_epoch = (n as u64).div_ceil(cfg.batch_size as u64);
+    let mut order = Tensor::from_slice(&epoch_order(cfg.seed, state.epoch, n)).to_device(device);
+    let mut early_stopped = false;
+
+    // Reads pending per-step losses back (one copy) and fails on the first non-finite one.
+    let flush = |pending: &mut Vec<(u64, f64, Tensor, Tensor)>,
+                 state: &mut TrainState,
+                 log: &mut MetricsLog,
+                 loss: &Loss|
+     -> Result<()> {
+        if pending.is_empty() {
+            return Ok(());
+        }
+        let losses: Vec<Tensor> = pending.iter().map(|p| p.2.shallow_clone()).collect();
+        let norms: Vec<Tensor> = pending.iter().map(|p| p.3.shallow_clone()).collect();
+        let lv = Vec::<f64>::try_from(
+            &Tensor::f_stack(&losses, 0)?
+                .f_to_kind(Kind::Double)?
+                .f_to_device(Device::Cpu)?,
+        )?;
+        let gv = Vec::<f64>::try_from(
+            &Tensor::f_stack(&norms, 0)?
+                .f_to_kind(Kind::Double)?
+                .f_to_device(Device::Cpu)?,
+        )?;
+        for (i, v) in lv.iter().enumerate() {
+            if !v.is_finite() {
+                return Err(Error::NonFinite {
+                    step: pending[i].0,
+                    value: *v,
+                });
+            }
+        }
+        let (step, lr) = (pending[pending.len() - 1].0, pending[pending.len() - 1].1);
+        let mean = lv.iter().sum::<f64>() / lv.len() as f64;
+        let point = CurvePoint {
+            step,
+            loss: mean,
+            lr,
+            grad_norm: gv[gv.len() - 1],
+        };
+        let cw = loss.class_weights()?;
+        log.line(serde_json::json!({
+            "step": step, "epoch": state.epoch, "loss": mean, "lr": lr,
+            "grad_norm": point.grad_norm, "class_weights": cw,
+        }))?;
+        state.curve.push(point);
+        pending.clear();
+        Ok(())
+    };
+
+    while state.step < total {
+        if let Some(k) = opts.stop_after {
+            if state.step >= k {
+                break;
+            }
+        }
+        let lr = warmup_cosine(
+            state.step,
+            cfg.warmup_steps,
+            total,
+            cfg.lr,
+            cfg.min_lr_ratio,
+        );
+        opt.zero_grad();
+        let mut step_loss = Tensor::f_zeros([], (Kind::Float, device))?;
+        for micro in 0..cfg.grad_accum {
+            if state.cursor >= micro_per_epoch {
+                state.epoch += 1;
+                state.cursor = 0;
+                order =
+                    Tensor::from_slice(&epoch_order(cfg.seed, state.epoch, n)).to_device(device);
+            }
+            let start = (state.cursor * cfg.batch_size as u64) as i64;
+            let len = cfg.batch_size.min(n - start);
+            let batch = train.select(&order.f_narrow(0, start, len)?)?;
+            state.cursor += 1;
+            tch::manual_seed(mix(cfg.seed, state.step + 1, micro) as i64 & i64::MAX);
+            let logits = model.logits(&batch, true)?;
+            let k = logits.size().last().copied().unwrap_or(0);
+            let l = loss.compute(
+                &logits.f_reshape([-1, k])?,
+                &batch.target.f_reshape([-1])?,
+                true,
+            )?;
+            let l = l / cfg.grad_accum as f64;
+            l.f_backward()?;
+            step_loss += l.f_detach()?;
+        }
+        let gnorm = opt.clip_grad_norm(cfg.clip_norm)?;
+        opt.step(lr)?;
+        state.step += 1;
+        bar.inc(1);
+        pending.push((state.step, lr, step_loss, gnorm));
+
+        let last = state.step == total || opts.stop_after == Some(state.step);
+        let do_eval =
+            (cfg.eval_every > 0 && state.step % cfg.eval_every == 0) || state.step == total;
+        let do_ckpt = cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0;
+        if state.step % cfg.log_every == 0 || do_eval || do_ckpt || last {
+            flush(&mut pending, &mut state, &mut log, loss)?;
+        }
+        let mut is_best = false;
+        if do_eval {
+            let metrics = tch::no_grad(|| eval(model))?;
+            log.line(serde_json::json!({"step": state.step, "eval": metrics}))?;
+            if let Some(es) = &cfg.early_stop {
+                let v = *metrics.get(&es.metric).ok_or_else(|| {
+                    Error::Config(format!(
+                        "train.early_stop.metric {:?} is not among the evaluation metrics {:?}",
+                        es.metric,
+                        metrics.keys().collect::<Vec<_>>()
+                    ))
+                })?;
+                let better = match (state.best_value, es.mode) {
+                    (None, _) => true,
+                    (Some(b), Mode::Max) => v > b,
+                    (Some(b), Mode::Min) => v < b,
+                };
+                if better {
+                    state.best_value = Some(v);
+                    state.best_step = Some(state.step);
+                    state.evals_since_best = 0;
+                    is_best = true;
+                    if cfg.restore_best {
+                        best_weights = Some(snapshot(vs));
+                    }
+                } else {
+                    state.evals_since_best += 1;
+                }
+                if es.patience > 0 && state.evals_since_best >= es.patience {
+                    early_stopped = true;
+                }
+            }
+            bar.set_message(format!("{} {metrics:?}", opts.label));
+            state.evals.push(EvalPoint {
+                step: state.step,
+                metrics,
+            });
+        }
+        if let Some(dir) = &ckpt_dir {
+            if do_ckpt || do_eval || last || early_stopped {
+                let mut st = opt.state();
+                st.extend(loss.state());
+                checkpoint::save(dir, vs, &st, &state, is_best, cfg.keep_last)?;
+            }
+        }
+        if early_stopped {
+            tracing::info!("{}: early stop at step {}", opts.label, state.step);
+            break;
+        }
+    }
+    flush(&mut pending, &mut state, &mut log, loss)?;
+    bar.finish_and_clear();
+    if cfg.restore_best {
+        if let Some(w) = &best_weights {
+            restore(vs, w)?;
+        } else if let Some(dir) = &ckpt_dir {
+            // A resumed run may have found its best before the restart.
+            if let Some(best) = checkpoint::find(dir, "best")? {
+                vs.load(best.join("model.safetensors"))?;
+            }
+        }
+    }
+    model.set_compute_kind(Kind::Float);
+    Ok(TrainSummary {
+        steps: state.step,
+        early_stopped,
+        best: state.best_value.zip(state.best_step),
+        curve: state.curve,
+        evals: state.evals,
+        class_weights: loss.class_weights()?,
+        seconds: t0.elapsed().as_secs_f64(),
+    })
+}
+
+fn snapshot(vs: &VarStore) -> Vec<(String, Tensor)> {
+    vs.variables()
+        .into_iter()
+        .map(|(n, t)| (n, t.detach().copy()))
+        .collect()
+}
+
+fn restore(vs: &VarStore, w: &[(String, Tensor)]) -> Result<()> {
+    let vars = vs.variables();
+    tch::no_grad(|| -> Result<()> {
+        for (n, src) in w {
+            if let Some(dst) = vars.get(n) {
+                let mut dst = dst.shallow_clone();
+                dst.f_copy_(src)?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Softmax scores at the last position of every sequence, in chunks of `batch` (no grad, eval
+/// mode), copied to the host as a row-major `[n, K]` matrix.
+///
+/// # Shapes
+/// `data` fields `[n, L]` → `Vec<f32>` of length `n·K`.
+pub fn score_last<M: SequenceModel + ?Sized>(
+    model: &M,
+    data: &SeqBatch,
+    batch: i64,
+) -> Result<Vec<f32>> {
+    let n = data.len();
+    let mut out = Vec::new();
+    tch::no_grad(|| -> Result<()> {
+        let mut parts = Vec::new();
+        let mut s = 0;
+        while s < n {
+            let len = batch.min(n - s);
+            let b = data.narrow(s, len)?;
+            let logits = model.logits(&b, false)?; // [b, L, K]
+            let l = logits.size()[1];
+            parts.push(logits.f_select(1, l - 1)?.f_softmax(-1, Kind::Float)?);
+            s += len;
+        }
+        if parts.is_empty() {
+            return Ok(());
+        }
+        let all = Tensor::f_cat(&parts, 0)?
+            .f_to_device(Device::Cpu)?
+            .f_contiguous()?
+            .f_view([-1])?;
+        out = Vec::<f32>::try_from(&all)?;
+        Ok(())
+    })?;
+    Ok(out)
+}
+
+/// Mean cross-entropy of the last-position predictions (a validation loss).
+pub fn last_position_ce<M: SequenceModel + ?Sized>(
+    model: &M,
+    data: &SeqBatch,
+    batch: i64,
+) -> Result<f64> {
+    let n = data.len();
+    let mut sum = 0.0;
+    tch::no_grad(|| -> Result<()> {
+        let mut s = 0;
+        while s < n {
+            let len = batch.min(n - s);
+            let b = data.narrow(s, len)?;
+            let logits = model.logits(&b, false)?;
+            let l = logits.size()[1];
+            let y = b.target.f_select(1, l - 1)?;
+            let ce = logits.f_select(1, l - 1)?.f_cross_entropy_loss::<Tensor>(
+                &y,
+                None,
+                tch::Reduction::Sum,
+                -1,
+                0.0,
+            )?;
+            sum += ce.f_double_value(&[])?;
+            s += len;
+        }
+        Ok(())
+    })?;
+    Ok(sum / n.max(1) as f64)
+}
