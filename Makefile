@@ -4,8 +4,9 @@
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
-# What `make run` runs; override on the command line: make run EXPERIMENT=doctor ARGS='--device cpu'
-EXPERIMENT ?= doctor
+# What `make run` runs: BehaveGPT next-behaviour table on the simulator (smoke preset: seconds).
+# Override on the command line: make run EXPERIMENT=datasets ARGS="--preset cpu"
+EXPERIMENT ?= behavegpt
 ARGS ?= --preset smoke
 
 .PHONY: run test bootstrap fmt lint bench

@@ -10,3 +10,4 @@ if command -v rustup >/dev/null 2>&1; then
   done
 fi
 "$here/bootstrap-libtorch.sh"
+"$here/bootstrap-smollm2.sh"

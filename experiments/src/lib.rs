@@ -3,7 +3,9 @@
 //!
 //! Architecture invariant: only this crate reads config files and writes results.
 
+pub mod behavegpt;
 pub mod cli;
 pub mod config;
+pub mod datasets;
 pub mod doctor;
 pub mod run;

@@ -1,0 +1,411 @@
+//! `experiments datasets`: loads the simulator's scenario and every real data set found, splits
+//! each (per-user chronological 80/10/10; Frappe, which has no order, per-user random), computes
+//! the long-tail statistics **from the training split**, and writes `stats.md`, `stats.csv`,
+//! `stats.json` and one class-frequency table per data set (`freq_<name>.csv`: the data of a
+//! log-scale frequency plot) into the run folder. Absent data sets are skipped with a message.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use behavior_data::loaders::{self, foursquare, frappe, recbole, tsinghua};
+use behavior_data::simulator::{simulate, SimConfig};
+use behavior_data::{Dataset, LoadOptions, Split, SplitConfig, SplitMode};
+use serde::{Deserialize, Serialize};
+
+use crate::cli::{CommonArgs, Preset};
+use crate::config::{resolve, ExperimentConfig};
+use crate::run::Run;
+
+/// Every data set name this experiment knows.
+pub const KNOWN: [&str; 7] = [
+    "sim",
+    "foursquare-nyc",
+    "frappe",
+    "ml-100k",
+    "ml-100k-genre",
+    "tsinghua-sample",
+    "llmob-tokyo",
+];
+
+/// Config of `experiments datasets`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetsConfig {
+    /// Data sets to load, among [`KNOWN`].
+    pub datasets: Vec<String>,
+    /// Folder holding the real data sets; empty = `$BEHAVIOR_DATASETS` or `../shared/datasets`.
+    pub root: String,
+    /// The simulator scenario (`sim`).
+    pub sim: SimConfig,
+    /// Split ratios and anchor threshold (Frappe uses the same ratios in `random` mode).
+    pub split: SplitConfig,
+    /// Skip bad rows (counted and reported) instead of failing.
+    pub lenient: bool,
+    /// Extra event CSVs mapped by a column spec (`[[generic]]` tables in a `--config` file).
+    #[serde(default)]
+    pub generic: Vec<GenericSource>,
+}
+
+/// A generic event CSV: its path and column spec (see `datasets/generic-csv.md`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GenericSource {
+    /// Path of the CSV (`.gz` accepted).
+    pub path: PathBuf,
+    /// Column mapping; `spec.name` names the data set in the tables.
+    pub spec: behavior_data::loaders::generic::ColumnSpec,
+}
+
+impl DatasetsConfig {
+    /// The preset's values: `smoke` uses a 200-user, 14-day simulation; `cpu` and `gpu` the
+    /// simulator's default scenario (1,000 users × 28 days).
+    pub fn preset(preset: Preset) -> Self {
+        let sim = match preset {
+            Preset::Smoke => SimConfig {
+                users: 200,
+                days: 14,
+                ..SimConfig::default()
+            },
+            Preset::Cpu | Preset::Gpu => SimConfig::default(),
+        };
+        DatasetsConfig {
+            datasets: KNOWN.iter().map(|s| s.to_string()).collect(),
+            root: String::new(),
+            sim,
+            split: SplitConfig::default(),
+            lenient: false,
+            generic: Vec::new(),
+        }
+    }
+}
+
+impl ExperimentConfig for DatasetsConfig {
+    fn check(&self) -> Result<()> {
+        for d in &self.datasets {
+            if !KNOWN.contains(&d.as_str()) {
+                bail!("datasets: unknown data set {d:?} (known: {KNOWN:?})");
+            }
+        }
+        self.sim.check().context("sim")?;
+        for g in &self.generic {
+            g.spec
+                .check()
+                .with_context(|| format!("generic {}", g.path.display()))?;
+        }
+        self.split.check().context("split")?;
+        Ok(())
+    }
+}
+
+/// One row of the stats table.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsRow {
+    pub dataset: String,
+    pub users: usize,
+    pub events: usize,
+    pub classes: usize,
+    pub train_targets: usize,
+    pub valid_targets: usize,
+    pub test_targets: usize,
+    pub anchors: usize,
+    pub anchor_share: f64,
+    pub gini: f64,
+    pub entropy_bits: f64,
+    pub top1_share: f64,
+    pub top10_share: f64,
+    pub rows_skipped: u64,
+    pub split_mode: String,
+}
+
+fn load(name: &str, root: &Path, cfg: &DatasetsConfig) -> Result<Option<Dataset>> {
+    let load = if cfg.lenient {
+        LoadOptions::lenient()
+    } else {
+        LoadOptions::default()
+    };
+    let dir = |d: &str| -> Option<PathBuf> {
+        let p = root.join(d);
+        if p.is_dir() {
+            Some(p)
+        } else {
+            println!("{name}: skipped, {} not found", p.display());
+            None
+        }
+    };
+    let ds = match name {
+        "sim" => simulate(&cfg.sim)?,
+        "foursquare-nyc" => match dir("foursquare-nyc-getnext") {
+            Some(p) => foursquare::load(
+                &p,
+                &foursquare::Options {
+                    load,
+                    ..Default::default()
+                },
+            )?,
+            None => return Ok(None),
+        },
+        "frappe" => match dir("frappe") {
+            Some(p) => frappe::load(
+                &p,
+                &frappe::Options {
+                    load,
+                    ..Default::default()
+                },
+            )?,
+            None => return Ok(None),
+        },
+        "ml-100k" | "ml-100k-genre" => match dir("ml-100k") {
+            Some(p) => {
+                let label = if name == "ml-100k" {
+                    recbole::Label::Item
+                } else {
+                    recbole::Label::NextGenre
+                };
+                recbole::load(
+                    &p,
+                    "ml-100k",
+                    &recbole::Options {
+                        label,
+                        load,
+                        ..Default::default()
+                    },
+                )?
+            }
+            None => return Ok(None),
+        },
+        "tsinghua-sample" => match dir("tsinghua-appusage-sample") {
+            Some(p) => tsinghua::load_sample(
+                &p,
+                &tsinghua::Options {
+                    load,
+                    ..Default::default()
+                },
+            )?,
+            None => return Ok(None),
+        },
+        "llmob-tokyo" => match dir("llmob-tokyo") {
+            Some(p) => loaders::llmob::load(&p, &load)?,
+            None => return Ok(None),
+        },
+        other => bail!("unknown data set {other}"),
+    };
+    Ok(Some(ds))
+}
+
+fn csv_field(s: &str) -> String {
+    if s.contains([',', '"', '\n']) {
+        format!("\"{}\"", s.replace('"', "\"\""))
+    } else {
+        s.to_owned()
+    }
+}
+
+/// Runs the experiment.
+pub fn main(common: &CommonArgs, device: tch::Device) -> Result<()> {
+    let mut cfg = resolve(
+        DatasetsConfig::preset(common.preset),
+        common.config.as_deref(),
+        &common.overrides,
+    )?;
+    cfg.sim.seed = cfg.sim.seed.wrapping_add(common.seed);
+    let run = Run::start("datasets", common, device, &cfg)?;
+    let root = if cfg.root.is_empty() {
+        loaders::datasets_root()
+    } else {
+        PathBuf::from(&cfg.root)
+    };
+    let mut rows = Vec::new();
+    let mut details = Vec::new();
+    let names: Vec<String> = cfg
+        .datasets
+        .iter()
+        .cloned()
+        .chain(cfg.generic.iter().map(|g| g.spec.name.clone()))
+        .collect();
+    for (i, name) in names.iter().enumerate() {
+        let t0 = std::time::Instant::now();
+        let loaded = match i.checked_sub(cfg.datasets.len()) {
+            None => load(name, &root, &cfg),
+            Some(g) => {
+                let g = &cfg.generic[g];
+                let opts = if cfg.lenient {
+                    LoadOptions::lenient()
+                } else {
+                    LoadOptions::default()
+                };
+                behavior_data::loaders::generic::load(&g.path, &g.spec, &opts)
+                    .map(Some)
+                    .map_err(Into::into)
+            }
+        };
+        let Some(ds) = loaded.with_context(|| format!("loading {name}"))? else {
+            continue;
+        };
+        let split_cfg = if ds.ordered {
+            cfg.split.clone()
+        } else {
+            SplitConfig {
+                mode: SplitMode::Random,
+                min_history: 0,
+                ..cfg.split.clone()
+            }
+        };
+        let split =
+            Split::of_dataset(&ds, &split_cfg).with_context(|| format!("splitting {name}"))?;
+        split
+            .check_leakage(&ds.log, ds.log.behaviors())
+            .with_context(|| format!("leakage check on {name}"))?;
+        let s = &split.stats;
+        println!(
+            "{} ({:.1}s); split {:?}: {} anchors",
+            ds.summary(),
+            t0.elapsed().as_secs_f64(),
+            split_cfg.mode,
+            s.anchor_tail.num_anchors()
+        );
+        for m in &ds.report.messages {
+            println!("  skipped row: {m}");
+        }
+        let mut freq = String::from("rank,class,name,category,count,share,is_anchor\n");
+        for r in s.frequency_table(&ds.behaviors) {
+            freq.push_str(&format!(
+                "{},{},{},{},{},{:.8},{}\n",
+                r.rank,
+                r.class,
+                csv_field(&r.name),
+                csv_field(r.category.as_deref().unwrap_or("")),
+                r.count,
+                r.share,
+                r.is_anchor
+            ));
+        }
+        run.write(&format!("freq_{name}.csv"), freq.as_bytes())?;
+        rows.push(StatsRow {
+            dataset: name.clone(),
+            users: ds.log.num_users(),
+            events: ds.len(),
+            classes: ds.num_classes(),
+            train_targets: split.train.len(),
+            valid_targets: split.valid.len(),
+            test_targets: split.test.len(),
+            anchors: s.anchor_tail.num_anchors(),
+            anchor_share: s.anchor_share,
+            gini: s.gini,
+            entropy_bits: s.entropy_bits,
+            top1_share: s.top1_share,
+            top10_share: s.top10_share,
+            rows_skipped: ds.report.rows_skipped,
+            split_mode: format!("{:?}", split_cfg.mode).to_lowercase(),
+        });
+        details.push(serde_json::json!({ "dataset": name, "load_report": ds.report, "split": split_cfg, "stats": s }));
+    }
+    let mut md = String::from(
+        "| data set | users | events | classes | anchors (train share > 1 %) | anchor share of train events | Gini | entropy (bits) | train / valid / test targets |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
+    );
+    let mut csv = String::from("dataset,users,events,classes,anchors,anchor_share,gini,entropy_bits,top1_share,top10_share,train_targets,valid_targets,test_targets,rows_skipped,split_mode\n");
+    for r in &rows {
+        md.push_str(&format!(
+            "| {} | {} | {} | {} | {} | {:.1} % | {:.3} | {:.2} | {} / {} / {} |\n",
+            r.dataset,
+            r.users,
+            r.events,
+            r.classes,
+            r.anchors,
+            100.0 * r.anchor_share,
+            r.gini,
+            r.entropy_bits,
+            r.train_targets,
+            r.valid_targets,
+            r.test_targets
+        ));
+        csv.push_str(&format!(
+            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{},{},{},{},{}\n",
+            r.dataset,
+            r.users,
+            r.events,
+            r.classes,
+            r.anchors,
+            r.anchor_share,
+            r.gini,
+            r.entropy_bits,
+            r.top1_share,
+            r.top10_share,
+            r.train_targets,
+            r.valid_targets,
+            r.test_targets,
+            r.rows_skipped,
+            r.split_mode
+        ));
+    }
+    run.write("stats.md", md.as_bytes())?;
+    run.write("stats.csv", csv.as_bytes())?;
+    run.write(
+        "stats.json",
+        &serde_json::to_vec_pretty(&serde_json::json!({ "rows": rows, "details": details }))?,
+    )?;
+    println!("\n{md}");
+    let dir = run.finish("ok")?;
+    println!("results: {}", dir.display());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn common(out: &Path, overrides: Vec<String>) -> CommonArgs {
+        CommonArgs {
+            preset: Preset::Smoke,
+            config: None,
+            overrides,
+            device: "cpu".into(),
+            threads: 0,
+            seed: 0,
+            out: out.to_path_buf(),
+            run_id: Some("t".into()),
+        }
+    }
+
+    #[test]
+    fn unknown_data_set_is_an_error() {
+        let err = resolve(
+            DatasetsConfig::preset(Preset::Smoke),
+            None,
+            &["datasets=[\"nope\"]".into()],
+        )
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("nope"), "{err:#}");
+    }
+
+    #[test]
+    fn smoke_run_writes_tables() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let fixture = Path::new(env!("CARGO_MANIFEST_DIR")).join("../datasets/fixtures/generic");
+        let cfg = format!(
+            "[[generic]]\npath = {:?}\n[generic.spec]\nname = \"fixture\"\nuser = \"uid\"\nlocal_time = \"when\"\nbehavior = \"action\"\n",
+            fixture.join("events.csv").display().to_string()
+        );
+        let cfg_path = dir.path().join("c.toml");
+        std::fs::write(&cfg_path, cfg)?;
+        let mut c = common(
+            dir.path(),
+            vec!["datasets=[\"sim\"]".into(), "sim.users=30".into()],
+        );
+        c.config = Some(cfg_path);
+        main(&c, tch::Device::Cpu)?;
+        let run = dir.path().join("datasets/t");
+        let csv = std::fs::read_to_string(run.join("stats.csv"))?;
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 3, "{csv}");
+        assert!(lines[1].starts_with("sim,30,"), "{csv}");
+        assert!(lines[2].starts_with("fixture,2,7,"), "{csv}");
+        let freq = std::fs::read_to_string(run.join("freq_sim.csv"))?;
+        assert!(freq.lines().count() > 100);
+        assert!(
+            run.join("stats.md").exists()
+                && run.join("stats.json").exists()
+                && run.join("manifest.json").exists()
+        );
+        Ok(())
+    }
+}
