@@ -2,7 +2,8 @@
 //! each (per-user chronological 80/10/10; Frappe, which has no order, per-user random), computes
 //! the long-tail statistics **from the training split**, and writes `stats.md`, `stats.csv`,
 //! `stats.json` and one class-frequency table per data set (`freq_<name>.csv`: the data of a
-//! log-scale frequency plot) into the run folder. Absent data sets are skipped with a message.
+//! log-scale frequency plot) with that plot (`long_tail_<name>.svg`, anchor/tail cut marked) into
+//! the run folder. Absent data sets are skipped with a message.
 
 use std::path::{Path, PathBuf};
 
@@ -280,6 +281,13 @@ pub fn main(common: &CommonArgs, device: tch::Device) -> Result<()> {
             ));
         }
         run.write(&format!("freq_{name}.csv"), freq.as_bytes())?;
+        behavior_eval::plot::long_tail(
+            &run.path().join(format!("long_tail_{name}.svg")),
+            &format!("{name}: training-split class frequency"),
+            &s.counts,
+            &s.anchor_tail.is_anchor,
+        )
+        .with_context(|| format!("plotting the long tail of {name}"))?;
         rows.push(StatsRow {
             dataset: name.clone(),
             users: ds.log.num_users(),
@@ -401,6 +409,11 @@ mod tests {
         assert!(lines[2].starts_with("fixture,2,7,"), "{csv}");
         let freq = std::fs::read_to_string(run.join("freq_sim.csv"))?;
         assert!(freq.lines().count() > 100);
+        let svg = std::fs::read_to_string(run.join("long_tail_sim.svg"))?;
+        assert!(
+            svg.starts_with("<svg") && svg.contains("</svg>"),
+            "not an SVG"
+        );
         assert!(
             run.join("stats.md").exists()
                 && run.join("stats.json").exists()
