@@ -170,39 +170,32 @@ impl KvCache {
     /// Selects (and possibly repeats) batch rows: `rows: [B']` i64 indices into the batch.
     /// Used to reuse one encoded prompt for K candidates or N samples.
     pub fn index_rows(&self, rows: &Tensor) -> Result<Self> {
-        let sel = |t: &Tensor| t.f_index_select(0, rows);
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for l in &self.layers {
-            layers.push(match l {
-                Some((k, v)) => Some((sel(k)?, sel(v)?)),
-                None => None,
-            });
-        }
-        Ok(Self {
-            layers,
-            key_mask: self.key_mask.as_ref().map(sel).transpose()?,
-            next_pos: self.next_pos.as_ref().map(sel).transpose()?,
-        })
+        self.map_tensors(|t| Ok(t.f_index_select(0, rows)?))
     }
 
     /// Broadcasts a batch-1 cache to `n` rows without copying (`expand`).
     pub fn expand(&self, n: i64) -> Result<Self> {
-        let ex = |t: &Tensor| -> Result<Tensor> {
+        self.map_tensors(|t| {
             let mut size = t.size();
             size[0] = n;
             Ok(t.f_expand(&size, false)?)
-        };
-        let mut layers = Vec::with_capacity(self.layers.len());
-        for l in &self.layers {
-            layers.push(match l {
-                Some((k, v)) => Some((ex(k)?, ex(v)?)),
-                None => None,
-            });
-        }
+        })
+    }
+
+    /// A cache whose every tensor (keys, values, key mask, next positions) is `f` of this one's.
+    fn map_tensors(&self, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Self> {
+        let layers = self
+            .layers
+            .iter()
+            .map(|l| match l {
+                Some((k, v)) => Ok(Some((f(k)?, f(v)?))),
+                None => Ok(None),
+            })
+            .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             layers,
-            key_mask: self.key_mask.as_ref().map(ex).transpose()?,
-            next_pos: self.next_pos.as_ref().map(ex).transpose()?,
+            key_mask: self.key_mask.as_ref().map(&f).transpose()?,
+            next_pos: self.next_pos.as_ref().map(&f).transpose()?,
         })
     }
 }
