@@ -8,6 +8,14 @@ fn main() {
         let lib = dir.join("lib");
         if lib.is_dir() {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+            // Nothing in the Rust code references a libtorch_cuda symbol, so under the default
+            // `--as-needed` the linker drops it and `tch::Cuda::is_available()` reads false on a
+            // GPU machine. Keep it as a dependency whenever this libtorch ships it.
+            if lib.join("libtorch_cuda.so").exists() {
+                println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+                println!("cargo:rustc-link-arg=-ltorch_cuda");
+                println!("cargo:rustc-link-arg=-Wl,--as-needed");
+            }
         }
         let version = std::fs::read_to_string(dir.join("version.py"))
             .ok()

@@ -1,0 +1,34 @@
+//! Data and model sizes shared by the trainer's integration tests.
+
+use behavior_models::behavegpt::BehaveGptConfig;
+use behavior_models::SeqBatch;
+use tch::{Device, Kind, Tensor};
+
+/// Behaviour classes of the synthetic task.
+pub const K: i64 = 6;
+
+/// `n` sequences of length `l` where the next behaviour is `(behaviour + loc) % K`, drawn with
+/// libtorch's generator seeded by `seed` (on the CPU).
+pub fn data(n: i64, l: i64, seed: i64) -> SeqBatch {
+    tch::manual_seed(seed);
+    let o = (Kind::Int64, Device::Cpu);
+    let behaviour = Tensor::randint(K, [n, l], o);
+    let loc = Tensor::randint(3, [n, l], o);
+    let target = (&behaviour + &loc).remainder(K);
+    SeqBatch {
+        weekday: Tensor::randint(7, [n, l], o),
+        slot: Tensor::randint(4, [n, l], o),
+        loc,
+        behaviour,
+        target,
+    }
+}
+
+/// A smoke-size BehaveGPT over the task (d = 32, 2 blocks, L = 8).
+pub fn model_cfg() -> BehaveGptConfig {
+    BehaveGptConfig {
+        dropout: 0.1,
+        max_len: 8,
+        ..BehaveGptConfig::smoke(K, 3, 4)
+    }
+}
