@@ -9,7 +9,10 @@
 //! the combination rule, positional encoding, sizes and head width are our choices and are all
 //! configurable; attention is `scaled_dot_product_attention` (FlashAttention on CUDA).
 
-use crate::layers::{Block, BlockDims, Embedding, LayerNorm, Linear, SeqBatch, SequenceModel};
+use crate::layers::{
+    Block, BlockConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
+    LinearConfig, SeqBatch, SequenceModel,
+};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -208,24 +211,25 @@ impl EventEmbeddings {
     /// Tables sized from `cfg`.
     pub fn new(p: nn::Path, cfg: &BehaveGptConfig) -> Result<Self> {
         let d = cfg.d_model;
+        let table = |n| EmbeddingConfig::new(n, d);
         Ok(Self {
-            weekday: Embedding::new(&p / "weekday", cfg.n_weekdays, d)?,
-            slot: Embedding::new(&p / "slot", cfg.n_slots, d)?,
-            loc: Embedding::new(&p / "loc", cfg.n_locations, d)?,
-            behaviour: Embedding::new(&p / "behaviour", cfg.n_behaviours + cfg.input_offset, d)?,
+            weekday: Embedding::new(&p / "weekday", &table(cfg.n_weekdays))?,
+            slot: Embedding::new(&p / "slot", &table(cfg.n_slots))?,
+            loc: Embedding::new(&p / "loc", &table(cfg.n_locations))?,
+            behaviour: Embedding::new(
+                &p / "behaviour",
+                &table(cfg.n_behaviours + cfg.input_offset),
+            )?,
             proj: match cfg.combine {
                 Combine::Sum => None,
                 // Variance-preserving init: with two small factors (tables and projection both
                 // at std 0.02) the token signal starts far below the positions and learns slowly.
                 Combine::Concat => Some(Linear::new(
                     &p / "proj",
-                    4 * d,
-                    d,
-                    true,
-                    (1.0 / (4 * d) as f64).sqrt(),
+                    &LinearConfig::new(4 * d, d).with_std((1.0 / (4 * d) as f64).sqrt()),
                 )?),
             },
-            pos: Embedding::new(&p / "pos", cfg.max_len, d)?,
+            pos: Embedding::new(&p / "pos", &table(cfg.max_len))?,
             dropout: cfg.dropout,
             max_len: cfg.max_len,
             scale: (d as f64).sqrt(),
@@ -258,6 +262,18 @@ impl EventEmbeddings {
     }
 }
 
+/// Sizes of the [`MlpHead`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpHeadConfig {
+    /// Input width `d`.
+    pub d_model: i64,
+    /// Hidden width.
+    pub hidden: i64,
+    /// Output classes `K`.
+    pub n_classes: i64,
+}
+
 /// The MLP head `Linear → GELU → Linear` after a final layer norm.
 #[derive(Debug)]
 pub struct MlpHead {
@@ -270,12 +286,12 @@ pub struct MlpHead {
 }
 
 impl MlpHead {
-    /// Head from `d` to `k` classes through `hidden` units.
-    pub fn new(p: nn::Path, d: i64, hidden: i64, k: i64) -> Result<Self> {
+    /// Head from `d` to `K` classes through `hidden` units (`ln.*`, `fc.*`, `out.*`).
+    pub fn new(p: nn::Path, cfg: &MlpHeadConfig) -> Result<Self> {
         Ok(Self {
-            ln: LayerNorm::new(&p / "ln", d)?,
-            fc: Linear::new(&p / "fc", d, hidden, true, crate::layers::INIT_STD)?,
-            out: Linear::new(&p / "out", hidden, k, true, crate::layers::INIT_STD)?,
+            ln: LayerNorm::new(&p / "ln", &LayerNormConfig::new(cfg.d_model))?,
+            fc: Linear::new(&p / "fc", &LinearConfig::new(cfg.d_model, cfg.hidden))?,
+            out: Linear::new(&p / "out", &LinearConfig::new(cfg.hidden, cfg.n_classes))?,
         })
     }
 
@@ -304,7 +320,7 @@ impl BehaveGpt {
     /// Builds the model under `p` (names: `emb.*`, `blocks.{i}.*`, `head.*`).
     pub fn new(p: &nn::Path, cfg: &BehaveGptConfig) -> Result<Self> {
         cfg.check()?;
-        let dims = BlockDims {
+        let block = BlockConfig {
             d_model: cfg.d_model,
             n_heads: cfg.n_heads,
             d_ff: cfg.ff_mult * cfg.d_model,
@@ -312,7 +328,7 @@ impl BehaveGpt {
             dropout: cfg.dropout,
         };
         let blocks = (0..cfg.n_layers)
-            .map(|i| Block::new(p / "blocks" / i, dims))
+            .map(|i| Block::new(p / "blocks" / i, &block))
             .collect::<Result<Vec<_>>>()?;
         let hh = if cfg.head_hidden == 0 {
             cfg.d_model
@@ -322,7 +338,14 @@ impl BehaveGpt {
         Ok(Self {
             embeddings: EventEmbeddings::new(p / "emb", cfg)?,
             blocks,
-            head: MlpHead::new(p / "head", cfg.d_model, hh, cfg.n_behaviours)?,
+            head: MlpHead::new(
+                p / "head",
+                &MlpHeadConfig {
+                    d_model: cfg.d_model,
+                    hidden: hh,
+                    n_classes: cfg.n_behaviours,
+                },
+            )?,
             cfg: cfg.clone(),
             compute: Cell::new(Kind::Float),
         })

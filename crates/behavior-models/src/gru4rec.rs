@@ -4,7 +4,7 @@
 //! Deviations: full softmax cross-entropy over the closed label set instead of the paper's
 //! session-parallel mini-batches with ranking losses; an embedding input layer instead of one-hot.
 
-use crate::layers::{Embedding, Linear, SeqBatch, SequenceModel, INIT_STD};
+use crate::layers::{Embedding, EmbeddingConfig, Linear, LinearConfig, SeqBatch, SequenceModel};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use tch::nn::{self, RNN};
@@ -90,11 +90,13 @@ impl Gru4Rec {
         Ok(Self {
             item: Embedding::new(
                 p / "item",
-                cfg.n_behaviours + cfg.input_offset.max(0),
-                cfg.d_embed,
+                &EmbeddingConfig::new(cfg.n_behaviours + cfg.input_offset.max(0), cfg.d_embed),
             )?,
             gru: nn::gru(p / "gru", cfg.d_embed, cfg.d_hidden, rc),
-            out: Linear::new(p / "out", cfg.d_hidden, cfg.n_behaviours, true, INIT_STD)?,
+            out: Linear::new(
+                p / "out",
+                &LinearConfig::new(cfg.d_hidden, cfg.n_behaviours),
+            )?,
             cfg: cfg.clone(),
         })
     }

@@ -1,13 +1,15 @@
 //! Building blocks shared by BehaveGPT and the SASRec baseline: one named struct per sub-layer,
-//! each built from an [`nn::Path`] and its sizes, plus the [`SeqBatch`] every sequence model reads
-//! and the [`SequenceModel`] trait the trainer drives.
+//! each built from an [`nn::Path`] and its own serde config (`LinearConfig`, `LayerNormConfig`,
+//! `EmbeddingConfig`, `AttentionConfig`, `MlpConfig`, `BlockConfig`), plus the [`SeqBatch`] every
+//! sequence model reads and the [`SequenceModel`] trait the trainer drives.
 //!
 //! Mixed precision: every layer computes in the dtype of its input. Parameters stay `f32` (the
 //! master weights the optimizer updates); a layer casts its weights to the input's dtype, so a
 //! model whose embeddings emit `bf16` runs its matmuls and attention in `bf16` while layer norms,
 //! the loss and the gradients of the weights stay in `f32`.
 
-use crate::Result;
+use crate::{Error, Result};
+use serde::{Deserialize, Serialize};
 use tch::nn::{self, Init};
 use tch::{Kind, Tensor};
 
@@ -97,6 +99,68 @@ pub trait SequenceModel {
     fn set_compute_kind(&self, _kind: Kind) {}
 }
 
+/// Sizes and initialisation of a [`Linear`] layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinearConfig {
+    /// Input features.
+    pub d_in: i64,
+    /// Output features.
+    pub d_out: i64,
+    /// Whether the layer has a bias (initialised to zero).
+    pub bias: bool,
+    /// Standard deviation of the normal(0, σ) weight initialisation.
+    pub init_std: f64,
+}
+
+impl LinearConfig {
+    /// A layer `d_in → d_out` with bias and GPT-2's σ = 0.02.
+    pub fn new(d_in: i64, d_out: i64) -> Self {
+        Self {
+            d_in,
+            d_out,
+            bias: true,
+            init_std: INIT_STD,
+        }
+    }
+
+    /// The same layer with initialisation σ = `std`.
+    pub fn with_std(self, std: f64) -> Self {
+        Self {
+            init_std: std,
+            ..self
+        }
+    }
+
+    fn check(&self, path: &nn::Path) -> Result<()> {
+        positive(path, &[("d_in", self.d_in), ("d_out", self.d_out)])?;
+        if self.init_std.is_nan() || self.init_std < 0.0 {
+            return Err(bad(
+                path,
+                "init_std",
+                format!("must be >= 0, got {}", self.init_std),
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// A config error naming the parameter path and field (`blocks.0.attn.d_model must …`).
+fn bad(path: &nn::Path, field: &str, why: String) -> Error {
+    let mut name: Vec<&str> = path.components().collect();
+    name.push(field);
+    Error::Config(format!("{} {why}", name.join(".")))
+}
+
+fn positive(path: &nn::Path, fields: &[(&str, i64)]) -> Result<()> {
+    for &(name, v) in fields {
+        if v < 1 {
+            return Err(bad(path, name, format!("must be at least 1, got {v}")));
+        }
+    }
+    Ok(())
+}
+
 /// `y = x Wᵀ + b`, computed in the dtype of `x`.
 #[derive(Debug)]
 pub struct Linear {
@@ -107,18 +171,20 @@ pub struct Linear {
 }
 
 impl Linear {
-    /// A linear layer with normal(0, `std`) weights and zero bias.
-    pub fn new(p: nn::Path, d_in: i64, d_out: i64, bias: bool, std: f64) -> Result<Self> {
+    /// A linear layer with normal(0, `init_std`) weights (`weight: [d_out, d_in]`) and a zero
+    /// `bias: [d_out]`.
+    pub fn new(p: nn::Path, cfg: &LinearConfig) -> Result<Self> {
+        cfg.check(&p)?;
         let weight = p.f_var(
             "weight",
-            &[d_out, d_in],
+            &[cfg.d_out, cfg.d_in],
             Init::Randn {
                 mean: 0.,
-                stdev: std,
+                stdev: cfg.init_std,
             },
         )?;
-        let bias = if bias {
-            Some(p.f_var("bias", &[d_out], Init::Const(0.))?)
+        let bias = if cfg.bias {
+            Some(p.f_var("bias", &[cfg.d_out], Init::Const(0.))?)
         } else {
             None
         };
@@ -146,6 +212,23 @@ fn cast(t: &Tensor, kind: Kind) -> Result<Tensor> {
     })
 }
 
+/// Width and ε of a [`LayerNorm`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerNormConfig {
+    /// Normalised width `d`.
+    pub d: i64,
+    /// Variance ε.
+    pub eps: f64,
+}
+
+impl LayerNormConfig {
+    /// Width `d`, ε = 1e-5 (PyTorch's default).
+    pub fn new(d: i64) -> Self {
+        Self { d, eps: 1e-5 }
+    }
+}
+
 /// Layer normalisation over the last dimension, computed in `f32` and cast back.
 #[derive(Debug)]
 pub struct LayerNorm {
@@ -153,16 +236,20 @@ pub struct LayerNorm {
     pub weight: Tensor,
     /// `[d]`.
     pub bias: Tensor,
-    d: i64,
+    cfg: LayerNormConfig,
 }
 
 impl LayerNorm {
     /// Unit weight, zero bias.
-    pub fn new(p: nn::Path, d: i64) -> Result<Self> {
+    pub fn new(p: nn::Path, cfg: &LayerNormConfig) -> Result<Self> {
+        positive(&p, &[("d", cfg.d)])?;
+        if cfg.eps.is_nan() || cfg.eps <= 0.0 {
+            return Err(bad(&p, "eps", format!("must be > 0, got {}", cfg.eps)));
+        }
         Ok(Self {
-            weight: p.f_var("weight", &[d], Init::Const(1.))?,
-            bias: p.f_var("bias", &[d], Init::Const(0.))?,
-            d,
+            weight: p.f_var("weight", &[cfg.d], Init::Const(1.))?,
+            bias: p.f_var("bias", &[cfg.d], Init::Const(0.))?,
+            cfg: *cfg,
         })
     }
 
@@ -171,17 +258,40 @@ impl LayerNorm {
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
         let k = xs.kind();
         let y = xs.f_to_kind(Kind::Float)?.f_layer_norm(
-            [self.d],
+            [self.cfg.d],
             Some(&self.weight),
             Some(&self.bias),
-            1e-5,
+            self.cfg.eps,
             false,
         )?;
         cast(&y, k)
     }
 }
 
-/// An embedding table `[n, d]` with normal(0, 0.02) rows.
+/// Size and initialisation of an [`Embedding`] table.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EmbeddingConfig {
+    /// Rows (vocabulary size).
+    pub n: i64,
+    /// Width `d`.
+    pub d: i64,
+    /// Standard deviation of the normal(0, σ) initialisation.
+    pub init_std: f64,
+}
+
+impl EmbeddingConfig {
+    /// `n` rows of width `d`, σ = 0.02.
+    pub fn new(n: i64, d: i64) -> Self {
+        Self {
+            n,
+            d,
+            init_std: INIT_STD,
+        }
+    }
+}
+
+/// An embedding table `[n, d]` with normal(0, σ) rows.
 #[derive(Debug)]
 pub struct Embedding {
     /// `[n, d]`.
@@ -189,15 +299,16 @@ pub struct Embedding {
 }
 
 impl Embedding {
-    /// `n` rows of width `d`.
-    pub fn new(p: nn::Path, n: i64, d: i64) -> Result<Self> {
+    /// A table of `cfg.n` rows of width `cfg.d`.
+    pub fn new(p: nn::Path, cfg: &EmbeddingConfig) -> Result<Self> {
+        positive(&p, &[("n", cfg.n), ("d", cfg.d)])?;
         Ok(Self {
             weight: p.f_var(
                 "weight",
-                &[n, d],
+                &[cfg.n, cfg.d],
                 Init::Randn {
                     mean: 0.,
-                    stdev: INIT_STD,
+                    stdev: cfg.init_std,
                 },
             )?,
         })
@@ -208,6 +319,20 @@ impl Embedding {
     pub fn forward(&self, ids: &Tensor) -> Result<Tensor> {
         Ok(Tensor::f_embedding(&self.weight, ids, -1, false, false)?)
     }
+}
+
+/// Sizes of a [`CausalSelfAttention`] layer.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttentionConfig {
+    /// Model width `d` (divisible by `n_heads`).
+    pub d_model: i64,
+    /// Attention heads `H`.
+    pub n_heads: i64,
+    /// Blocks in the whole model: the output projection starts at σ = 0.02/√(2N) (GPT-2).
+    pub n_layers: i64,
+    /// Dropout on the attention weights and on the output.
+    pub dropout: f64,
 }
 
 /// Multi-head causal self-attention through `scaled_dot_product_attention` (fused flash or
@@ -223,15 +348,31 @@ pub struct CausalSelfAttention {
 }
 
 impl CausalSelfAttention {
-    /// `d` must be divisible by `n_heads`; `n_layers` scales the output projection's init
-    /// (GPT-2's `1/√(2N)`).
-    pub fn new(p: nn::Path, d: i64, n_heads: i64, n_layers: i64, dropout: f64) -> Result<Self> {
-        let out_std = INIT_STD / (2.0 * n_layers.max(1) as f64).sqrt();
+    /// Parameters `qkv.{weight,bias}` (`[3d, d]`) and `proj.{weight,bias}` (`[d, d]`).
+    pub fn new(p: nn::Path, cfg: &AttentionConfig) -> Result<Self> {
+        let d = cfg.d_model;
+        positive(
+            &p,
+            &[
+                ("d_model", d),
+                ("n_heads", cfg.n_heads),
+                ("n_layers", cfg.n_layers),
+            ],
+        )?;
+        if d % cfg.n_heads != 0 {
+            return Err(bad(
+                &p,
+                "d_model",
+                format!("({d}) must be divisible by n_heads ({})", cfg.n_heads),
+            ));
+        }
+        check_dropout(&p, cfg.dropout)?;
+        let out_std = INIT_STD / (2.0 * cfg.n_layers as f64).sqrt();
         Ok(Self {
-            qkv: Linear::new(&p / "qkv", d, 3 * d, true, INIT_STD)?,
-            proj: Linear::new(&p / "proj", d, d, true, out_std)?,
-            n_heads,
-            dropout,
+            qkv: Linear::new(&p / "qkv", &LinearConfig::new(d, 3 * d))?,
+            proj: Linear::new(&p / "proj", &LinearConfig::new(d, d).with_std(out_std))?,
+            n_heads: cfg.n_heads,
+            dropout: cfg.dropout,
         })
     }
 
@@ -246,7 +387,12 @@ impl CausalSelfAttention {
             .forward(xs)?
             .f_view([b, l, 3, h, d / h])?
             .f_permute([2, 0, 3, 1, 4])?;
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        // One `unbind` (what PyTorch's `q, k, v = qkv` does) rather than three `select`s: its
+        // backward stacks the three gradients once instead of summing three zero-padded ones.
+        let mut parts = qkv.f_unbind(0)?.into_iter();
+        let (Some(q), Some(k), Some(v)) = (parts.next(), parts.next(), parts.next()) else {
+            unreachable!("qkv has a leading dimension of 3")
+        };
         let p = if train { self.dropout } else { 0.0 };
         let y = Tensor::f_scaled_dot_product_attention(
             &q,
@@ -264,6 +410,28 @@ impl CausalSelfAttention {
     }
 }
 
+fn check_dropout(p: &nn::Path, v: f64) -> Result<()> {
+    if (0.0..1.0).contains(&v) {
+        Ok(())
+    } else {
+        Err(bad(p, "dropout", format!("must be in [0, 1), got {v}")))
+    }
+}
+
+/// Sizes of an [`Mlp`].
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MlpConfig {
+    /// Model width `d`.
+    pub d_model: i64,
+    /// Hidden width (usually `4d`).
+    pub d_ff: i64,
+    /// Blocks in the whole model (output projection init σ = 0.02/√(2N)).
+    pub n_layers: i64,
+    /// Dropout on the output.
+    pub dropout: f64,
+}
+
 /// The position-wise feed-forward network `d → ff → d` with GELU.
 #[derive(Debug)]
 pub struct Mlp {
@@ -275,13 +443,18 @@ pub struct Mlp {
 }
 
 impl Mlp {
-    /// Hidden width `ff` (usually `4d`).
-    pub fn new(p: nn::Path, d: i64, ff: i64, n_layers: i64, dropout: f64) -> Result<Self> {
-        let out_std = INIT_STD / (2.0 * n_layers.max(1) as f64).sqrt();
+    /// Parameters `fc.{weight,bias}` (`[ff, d]`) and `proj.{weight,bias}` (`[d, ff]`).
+    pub fn new(p: nn::Path, cfg: &MlpConfig) -> Result<Self> {
+        positive(&p, &[("n_layers", cfg.n_layers)])?;
+        check_dropout(&p, cfg.dropout)?;
+        let out_std = INIT_STD / (2.0 * cfg.n_layers as f64).sqrt();
         Ok(Self {
-            fc: Linear::new(&p / "fc", d, ff, true, INIT_STD)?,
-            proj: Linear::new(&p / "proj", ff, d, true, out_std)?,
-            dropout,
+            fc: Linear::new(&p / "fc", &LinearConfig::new(cfg.d_model, cfg.d_ff))?,
+            proj: Linear::new(
+                &p / "proj",
+                &LinearConfig::new(cfg.d_ff, cfg.d_model).with_std(out_std),
+            )?,
+            dropout: cfg.dropout,
         })
     }
 
@@ -307,8 +480,9 @@ pub struct Block {
 }
 
 /// Sizes of one decoder block.
-#[derive(Debug, Clone, Copy)]
-pub struct BlockDims {
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BlockConfig {
     /// Model width.
     pub d_model: i64,
     /// Attention heads.
@@ -321,21 +495,36 @@ pub struct BlockDims {
     pub dropout: f64,
 }
 
+impl BlockConfig {
+    /// The attention sub-layer's config.
+    pub fn attention(&self) -> AttentionConfig {
+        AttentionConfig {
+            d_model: self.d_model,
+            n_heads: self.n_heads,
+            n_layers: self.n_layers,
+            dropout: self.dropout,
+        }
+    }
+
+    /// The feed-forward sub-layer's config.
+    pub fn mlp(&self) -> MlpConfig {
+        MlpConfig {
+            d_model: self.d_model,
+            d_ff: self.d_ff,
+            n_layers: self.n_layers,
+            dropout: self.dropout,
+        }
+    }
+}
+
 impl Block {
-    /// One block of the given sizes.
-    pub fn new(p: nn::Path, dims: BlockDims) -> Result<Self> {
-        let BlockDims {
-            d_model: d,
-            n_heads,
-            d_ff,
-            n_layers,
-            dropout,
-        } = dims;
+    /// One block: `ln1.*`, `attn.*`, `ln2.*`, `mlp.*`.
+    pub fn new(p: nn::Path, cfg: &BlockConfig) -> Result<Self> {
         Ok(Self {
-            ln1: LayerNorm::new(&p / "ln1", d)?,
-            attn: CausalSelfAttention::new(&p / "attn", d, n_heads, n_layers, dropout)?,
-            ln2: LayerNorm::new(&p / "ln2", d)?,
-            mlp: Mlp::new(&p / "mlp", d, d_ff, n_layers, dropout)?,
+            ln1: LayerNorm::new(&p / "ln1", &LayerNormConfig::new(cfg.d_model))?,
+            attn: CausalSelfAttention::new(&p / "attn", &cfg.attention())?,
+            ln2: LayerNorm::new(&p / "ln2", &LayerNormConfig::new(cfg.d_model))?,
+            mlp: Mlp::new(&p / "mlp", &cfg.mlp())?,
         })
     }
 
@@ -365,7 +554,13 @@ mod tests {
     fn attention_is_causal() -> Result<()> {
         tch::manual_seed(0);
         let vs = nn::VarStore::new(Device::Cpu);
-        let attn = CausalSelfAttention::new(vs.root(), 16, 4, 1, 0.0)?;
+        let cfg = AttentionConfig {
+            d_model: 16,
+            n_heads: 4,
+            n_layers: 1,
+            dropout: 0.0,
+        };
+        let attn = CausalSelfAttention::new(vs.root(), &cfg)?;
         let x = Tensor::randn([2, 5, 16], (Kind::Float, Device::Cpu));
         let y = attn.forward_t(&x, false)?;
         // Changing the last position must not change earlier outputs.
@@ -383,5 +578,51 @@ mod tests {
             .double_value(&[]);
         assert!(last > 1e-4, "the last position ignored its own input");
         Ok(())
+    }
+
+    #[test]
+    fn bad_layer_configs_name_the_path_and_field() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = AttentionConfig {
+            d_model: 10,
+            n_heads: 4,
+            n_layers: 1,
+            dropout: 0.0,
+        };
+        let e = CausalSelfAttention::new(&vs.root() / "blocks" / 0 / "attn", &cfg)
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("blocks.0.attn.d_model"), "{e}");
+        let e = Linear::new(vs.root() / "head", &LinearConfig::new(0, 3))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("head.d_in"), "{e}");
+        let e = Mlp::new(
+            vs.root() / "mlp",
+            &MlpConfig {
+                d_model: 4,
+                d_ff: 8,
+                n_layers: 1,
+                dropout: 1.5,
+            },
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("mlp.dropout"), "{e}");
+    }
+
+    #[test]
+    fn layer_configs_round_trip_through_serde() {
+        let cfg = BlockConfig {
+            d_model: 64,
+            n_heads: 4,
+            d_ff: 256,
+            n_layers: 2,
+            dropout: 0.1,
+        };
+        let text = serde_json::to_string(&cfg).unwrap();
+        assert_eq!(serde_json::from_str::<BlockConfig>(&text).unwrap(), cfg);
+        let typo = text.replace("d_ff", "dff");
+        assert!(serde_json::from_str::<BlockConfig>(&typo).is_err());
     }
 }

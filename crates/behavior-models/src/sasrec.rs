@@ -5,7 +5,10 @@
 //! Deviations: full softmax cross-entropy over the closed label set instead of the paper's
 //! sampled binary cross-entropy (the label set is small), pre-LN blocks from [`crate::layers`].
 
-use crate::layers::{Block, BlockDims, Embedding, LayerNorm, SeqBatch, SequenceModel};
+use crate::layers::{
+    Block, BlockConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, SeqBatch,
+    SequenceModel,
+};
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
 use std::cell::Cell;
@@ -97,7 +100,7 @@ impl SasRec {
     /// Builds the model under `p` (names `item.*`, `pos.*`, `blocks.{i}.*`, `ln_f.*`).
     pub fn new(p: &nn::Path, cfg: &SasRecConfig) -> Result<Self> {
         cfg.check()?;
-        let dims = BlockDims {
+        let block = BlockConfig {
             d_model: cfg.d_model,
             n_heads: cfg.n_heads,
             d_ff: 4 * cfg.d_model,
@@ -107,14 +110,13 @@ impl SasRec {
         Ok(Self {
             item: Embedding::new(
                 p / "item",
-                cfg.n_behaviours + cfg.input_offset.max(0),
-                cfg.d_model,
+                &EmbeddingConfig::new(cfg.n_behaviours + cfg.input_offset.max(0), cfg.d_model),
             )?,
-            pos: Embedding::new(p / "pos", cfg.max_len, cfg.d_model)?,
+            pos: Embedding::new(p / "pos", &EmbeddingConfig::new(cfg.max_len, cfg.d_model))?,
             blocks: (0..cfg.n_layers)
-                .map(|i| Block::new(p / "blocks" / i, dims))
+                .map(|i| Block::new(p / "blocks" / i, &block))
                 .collect::<Result<Vec<_>>>()?,
-            ln_f: LayerNorm::new(p / "ln_f", cfg.d_model)?,
+            ln_f: LayerNorm::new(p / "ln_f", &LayerNormConfig::new(cfg.d_model))?,
             cfg: cfg.clone(),
             compute: Cell::new(Kind::Float),
         })
