@@ -1,16 +1,47 @@
 """PyTorch-eager reference for `benches/train.rs`: the identical BehaveGPT model and training step
 (forward, CE at every position, backward, grad-norm clip 1.0, AdamW lr 1e-3 wd 0.01 on matrices
-outside embeddings), on CPU with 2 threads, on the same libtorch (2.11.0).
+outside embeddings), on the same libtorch (2.11.0) and thread count (2).
 
-Run:  PYTHONPATH=/root/.cache/behavior-lab/torch-2.11.0 python3 benches/behavegpt_torch_ref.py
-Prints sequences/s per config (median of 10 timed steps after 3 warm-up steps).
+The model is `crates/behavior-models/src/behavegpt.rs` in concat mode with the bench's sizes
+(`input_offset = 0`, head width d): the four embeddings are concatenated and projected, scaled by
+√d, learned positions are added, then pre-LN blocks (causal SDPA, exact GELU) and the MLP head.
+
+Run (from the workspace root):
+    PYTHONPATH=~/.cache/behavior-lab/torch-2.11.0 python3 benches/behavegpt_torch_ref.py
+        [--malloc-cache] [--device cuda] [--bf16] [--steps N]
+
+--malloc-cache  apply the glibc settings of `behavior_models::device::retain_freed_cpu_memory`
+                (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1) before anything is allocated,
+                for a like-for-like comparison with the bench's `_malloc_cache` rows.
+--device cuda   run on CUDA device 0 (the bench's BEHAVIOR_BENCH_DEVICE=cuda rows).
+--bf16          torch.autocast(bfloat16) around forward and loss (CUDA only).
+Prints sequences/s per config (median of the timed steps after 3 warm-up steps).
 """
+import argparse
+import ctypes
 import math
 import time
 
-import torch
-import torch.nn as nn
-import torch.nn.functional as F
+
+def retain_freed_memory():
+    libc = ctypes.CDLL("libc.so.6")
+    ok = libc.mallopt(-4, 0) == 1 and libc.mallopt(-1, 2**31 - 1) == 1  # M_MMAP_MAX, M_TRIM_THRESHOLD
+    if not ok:
+        raise SystemExit("mallopt failed")
+
+
+ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+ap.add_argument("--malloc-cache", action="store_true")
+ap.add_argument("--device", default="cpu")
+ap.add_argument("--bf16", action="store_true")
+ap.add_argument("--steps", type=int, default=10)
+ARGS = ap.parse_args() if __name__ == "__main__" else ap.parse_args([])
+if ARGS.malloc_cache:
+    retain_freed_memory()
+
+import torch  # noqa: E402  (after mallopt, so libtorch's first allocations already use it)
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
 
 K, L, B = 3700, 50, 256
 
@@ -53,42 +84,48 @@ class BehaveGPT(nn.Module):
         self.blocks = nn.ModuleList([Block(d, heads, p) for _ in range(layers)])
         self.ln = nn.LayerNorm(d)
         self.hfc, self.hout = nn.Linear(d, d), nn.Linear(d, K)
-        self.p = p
+        self.p, self.scale = p, math.sqrt(d)
 
     def forward(self, w, t, l, b):
-        x = self.proj(torch.cat([self.w(w), self.t(t), self.l(l), self.b(b)], -1)) + self.pos.weight[: w.shape[1]]
+        x = self.proj(torch.cat([self.w(w), self.t(t), self.l(l), self.b(b)], -1))
+        x = x * self.scale + self.pos.weight[: w.shape[1]]
         x = F.dropout(x, self.p, self.training)
         for blk in self.blocks:
             x = blk(x)
         return self.hout(F.gelu(self.hfc(self.ln(x))))
 
 
-def bench(name, d, layers, heads):
+def bench(name, d, layers, heads, dev):
     torch.manual_seed(0)
-    m = BehaveGPT(d, layers, heads).train()
+    m = BehaveGPT(d, layers, heads).to(dev).train()
     decay = [p for n, p in m.named_parameters() if p.dim() >= 2 and not isinstance(dict(m.named_modules()).get(n.rsplit(".", 1)[0]), nn.Embedding)]
     ids = {id(p) for p in decay}
     rest = [p for p in m.parameters() if id(p) not in ids]
-    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}], lr=1e-3)
-    w, t = torch.randint(7, (B, L)), torch.randint(48, (B, L))
-    lo, b, y = torch.randint(500, (B, L)), torch.randint(K, (B, L)), torch.randint(K, (B, L))
+    # foreach=False: the single-tensor update, as on CPU by default (and as our AdamW).
+    opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.01}, {"params": rest, "weight_decay": 0.0}], lr=1e-3, foreach=False)
+    o = dict(device=dev)
+    w, t = torch.randint(7, (B, L), **o), torch.randint(48, (B, L), **o)
+    lo, b, y = torch.randint(500, (B, L), **o), torch.randint(K, (B, L), **o), torch.randint(K, (B, L), **o)
     times = []
-    for i in range(13):
+    for i in range(3 + ARGS.steps):
         t0 = time.perf_counter()
         opt.zero_grad()
-        loss = F.cross_entropy(m(w, t, lo, b).view(-1, K), y.view(-1))
+        with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=ARGS.bf16):
+            loss = F.cross_entropy(m(w, t, lo, b).float().view(-1, K), y.view(-1))
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0)
+        torch.nn.utils.clip_grad_norm_(m.parameters(), 1.0, foreach=False)
         opt.step()
         loss.item()
         if i >= 3:
             times.append(time.perf_counter() - t0)
     times.sort()
     med = times[len(times) // 2]
-    print(f"torch {torch.__version__} {name}: {med * 1e3:.1f} ms/step, {B / med:.0f} sequences/s")
+    tag = f"{dev.type}{'_bf16' if ARGS.bf16 else ''}{'_malloc_cache' if ARGS.malloc_cache else ''}"
+    print(f"torch {torch.__version__} {name} [{tag}]: {med * 1e3:.1f} ms/step, {B / med:.0f} sequences/s")
 
 
 if __name__ == "__main__":
     torch.set_num_threads(2)
-    bench("sasrec_size_d64_l2", 64, 2, 2)
-    bench("d256_l4", 256, 4, 4)
+    dev = torch.device(ARGS.device)
+    bench("sasrec_size_d64_l2", 64, 2, 2, dev)
+    bench("d256_l4", 256, 4, 4, dev)

@@ -2,63 +2,43 @@
 //! (forward, cross-entropy at every position, backward, clipping, our AdamW) per iteration.
 //!
 //! Configs: `sasrec_size` (2 blocks, d = 64, L = 50, batch 256, 3,700 classes) and `d256_l4`
-//! (4 blocks, d = 256, same data shape). `benches/behavegpt_torch_ref.py` runs the identical model
-//! in PyTorch eager on the same libtorch and thread count; `crates/behavior-models/README.md`
-//! quotes the measured ratio.
+//! (4 blocks, d = 256, same data shape). Each runs twice in one process: first with glibc's
+//! default allocator settings, then (`…_malloc_cache`) after
+//! [`behavior_models::device::retain_freed_cpu_memory`], which the `experiments` binary applies
+//! by default. `benches/behavegpt_torch_ref.py` runs the identical model in PyTorch eager on the
+//! same libtorch and thread count, with and without the same allocator settings;
+//! `crates/behavior-models/README.md` quotes the measured ratios.
 //!
 //! `cargo bench -p behavior-benches --bench train`
+//!
+//! `BEHAVIOR_BENCH_DEVICE=cuda` runs the same steps on CUDA device 0 (no allocator variants;
+//! `BEHAVIOR_BENCH_BF16=1` adds bf16 mixed precision as the trainer applies it).
 
-use behavior_models::behavegpt::{BehaveGpt, BehaveGptConfig, Combine};
-use behavior_models::{SeqBatch, SequenceModel};
+use behavior_benches::{train_batch, train_config, TRAIN_B, TRAIN_K};
+use behavior_models::behavegpt::{BehaveGpt, BehaveGptConfig};
+use behavior_models::SequenceModel;
 use behavior_train::{AdamW, AdamWConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Kind};
 
-const K: i64 = 3700;
-const L: i64 = 50;
-const B: i64 = 256;
+const K: i64 = TRAIN_K;
+const B: i64 = TRAIN_B;
 
-fn config(d: i64, layers: i64, heads: i64) -> BehaveGptConfig {
-    BehaveGptConfig {
-        n_behaviours: K,
-        input_offset: 0,
-        n_locations: 500,
-        n_slots: 48,
-        n_weekdays: 7,
-        max_len: L,
-        d_model: d,
-        n_layers: layers,
-        n_heads: heads,
-        ff_mult: 4,
-        dropout: 0.1,
-        combine: Combine::Concat,
-        head_hidden: 0,
-    }
-}
-
-fn batch(cfg: &BehaveGptConfig) -> SeqBatch {
-    let o = (Kind::Int64, Device::Cpu);
-    SeqBatch {
-        weekday: Tensor::randint(7, [B, L], o),
-        slot: Tensor::randint(cfg.n_slots, [B, L], o),
-        loc: Tensor::randint(cfg.n_locations, [B, L], o),
-        behaviour: Tensor::randint(K, [B, L], o),
-        target: Tensor::randint(K, [B, L], o),
-    }
-}
-
-fn bench_config(c: &mut Criterion, name: &str, cfg: BehaveGptConfig) {
+fn bench_config(c: &mut Criterion, name: &str, cfg: &BehaveGptConfig, device: Device, bf16: bool) {
     tch::set_num_threads(2);
     tch::manual_seed(0);
-    let vs = VarStore::new(Device::Cpu);
-    let model = BehaveGpt::new(&vs.root(), &cfg).expect("model");
+    let vs = VarStore::new(device);
+    let model = BehaveGpt::new(&vs.root(), cfg).expect("model");
+    if bf16 {
+        model.set_compute_kind(Kind::BFloat16);
+    }
     let mut opt = AdamW::new(&vs, &AdamWConfig::default()).expect("optimizer");
-    let b = batch(&cfg);
+    let b = train_batch(cfg, device);
     let mut group = c.benchmark_group("train");
     group.throughput(Throughput::Elements(B as u64));
     group.sample_size(10);
-    group.bench_function(format!("cpu_step_{name}"), |bench| {
+    group.bench_function(name, |bench| {
         bench.iter(|| {
             opt.zero_grad();
             let logits = model.logits(&b, true).expect("forward");
@@ -68,7 +48,7 @@ fn bench_config(c: &mut Criterion, name: &str, cfg: BehaveGptConfig) {
             loss.backward();
             let _ = opt.clip_grad_norm(1.0).expect("clip");
             opt.step(1e-3).expect("step");
-            // CPU ops are synchronous: reading the loss ends the timed region.
+            // Reading the loss waits for the step (CPU ops are synchronous; on CUDA it syncs).
             loss.double_value(&[])
         })
     });
@@ -76,8 +56,44 @@ fn bench_config(c: &mut Criterion, name: &str, cfg: BehaveGptConfig) {
 }
 
 fn train(c: &mut Criterion) {
-    bench_config(c, "sasrec_size_d64_l2", config(64, 2, 2));
-    bench_config(c, "d256_l4", config(256, 4, 4));
+    let configs = [
+        ("sasrec_size_d64_l2", train_config(64, 2, 2)),
+        ("d256_l4", train_config(256, 4, 4)),
+    ];
+    if std::env::var("BEHAVIOR_BENCH_DEVICE").is_ok_and(|d| d.starts_with("cuda")) {
+        assert!(
+            tch::Cuda::is_available(),
+            "BEHAVIOR_BENCH_DEVICE=cuda but CUDA is unavailable"
+        );
+        let bf16 = std::env::var("BEHAVIOR_BENCH_BF16").is_ok_and(|v| v == "1");
+        for (name, cfg) in &configs {
+            let dt = if bf16 { "bf16" } else { "f32" };
+            bench_config(
+                c,
+                &format!("cuda_step_{name}_{dt}"),
+                cfg,
+                Device::Cuda(0),
+                bf16,
+            );
+        }
+        return;
+    }
+    for (name, cfg) in &configs {
+        bench_config(c, &format!("cpu_step_{name}"), cfg, Device::Cpu, false);
+    }
+    if !behavior_models::device::retain_freed_cpu_memory() {
+        eprintln!("allocator settings need glibc: skipping the _malloc_cache variants");
+        return;
+    }
+    for (name, cfg) in &configs {
+        bench_config(
+            c,
+            &format!("cpu_step_{name}_malloc_cache"),
+            cfg,
+            Device::Cpu,
+            false,
+        );
+    }
 }
 
 criterion_group! {

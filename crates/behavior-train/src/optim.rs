@@ -183,18 +183,26 @@ impl AdamW {
                 if !g.defined() {
                     continue;
                 }
-                let _ =
-                    p.m.f_mul_scalar_(c.beta1)?
-                        .f_add_(&(&g * (1.0 - c.beta1)))?;
+                // In place, two temporaries per parameter (as torch's single-tensor AdamW):
+                // m ← m + (1-β₁)(g - m); v ← β₂v + g·(1-β₂)g.
+                let _ = p.m.f_lerp_(&g, 1.0 - c.beta1)?;
                 let _ =
                     p.v.f_mul_scalar_(c.beta2)?
-                        .f_add_(&(g.f_square()? * (1.0 - c.beta2)))?;
+                        .f_addcmul_(&g, &(&g * (1.0 - c.beta2)))?;
                 if p.decay && c.weight_decay > 0.0 {
                     let _ = p.var.f_mul_scalar_(1.0 - lr * c.weight_decay)?;
                 }
-                let denom = p.v.f_sqrt()? / bc2_sqrt + c.eps;
-                let upd = p.m.f_div(&denom)? * (lr / bc1);
-                let _ = p.var.f_sub_(&upd)?;
+                if lr == 0.0 {
+                    continue;
+                }
+                // θ ← θ + m / d with d = -(√v/√(1-β₂ᵗ) + ε)·(1-β₁ᵗ)/lr, i.e.
+                // θ - lr/(1-β₁ᵗ) · m / (√v/√(1-β₂ᵗ) + ε).
+                let mut denom = p.v.f_sqrt()?;
+                let _ = denom
+                    .f_div_scalar_(bc2_sqrt)?
+                    .f_add_scalar_(c.eps)?
+                    .f_mul_scalar_(-bc1 / lr)?;
+                let _ = p.var.f_addcdiv_(&p.m, &denom)?;
             }
             Ok(())
         })
