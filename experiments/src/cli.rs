@@ -54,4 +54,18 @@ pub struct CommonArgs {
     /// Name of the run folder (default: the UTC start time, `YYYYmmdd-HHMMSS`).
     #[arg(long)]
     pub run_id: Option<String>,
+    /// Keep freed CPU memory in the process for reuse (glibc `mallopt`; see
+    /// `behavior_models::device::retain_freed_cpu_memory`): `on` makes CPU training steps
+    /// 1.1–1.6× faster at the cost of holding the peak heap; `off` keeps glibc's defaults.
+    #[arg(long, value_enum, default_value_t = Switch::On, value_name = "on|off")]
+    pub malloc_cache: Switch,
+}
+
+/// An on/off command-line switch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Switch {
+    /// Enabled.
+    On,
+    /// Disabled.
+    Off,
 }

@@ -48,7 +48,7 @@ pub struct DatasetsConfig {
 }
 
 /// A generic event CSV: its path and column spec (see `datasets/generic-csv.md`).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct GenericSource {
     /// Path of the CSV (`.gz` accepted).
@@ -118,8 +118,16 @@ pub struct StatsRow {
     pub split_mode: String,
 }
 
-fn load(name: &str, root: &Path, cfg: &DatasetsConfig) -> Result<Option<Dataset>> {
-    let load = if cfg.lenient {
+/// Loads one of the [`KNOWN`] data sets (`sim` from the `sim` scenario, the others from their
+/// folder under `root`); `Ok(None)` with a printed message when the folder is absent. `lenient`
+/// skips bad rows (counted and reported) instead of failing.
+pub fn load_known(
+    name: &str,
+    root: &Path,
+    sim: &SimConfig,
+    lenient: bool,
+) -> Result<Option<Dataset>> {
+    let load = if lenient {
         LoadOptions::lenient()
     } else {
         LoadOptions::default()
@@ -134,7 +142,7 @@ fn load(name: &str, root: &Path, cfg: &DatasetsConfig) -> Result<Option<Dataset>
         }
     };
     let ds = match name {
-        "sim" => simulate(&cfg.sim)?,
+        "sim" => simulate(sim)?,
         "foursquare-nyc" => match dir("foursquare-nyc-getnext") {
             Some(p) => foursquare::load(
                 &p,
@@ -226,7 +234,7 @@ pub fn main(common: &CommonArgs, device: tch::Device) -> Result<()> {
     for (i, name) in names.iter().enumerate() {
         let t0 = std::time::Instant::now();
         let loaded = match i.checked_sub(cfg.datasets.len()) {
-            None => load(name, &root, &cfg),
+            None => load_known(name, &root, &cfg.sim, cfg.lenient),
             Some(g) => {
                 let g = &cfg.generic[g];
                 let opts = if cfg.lenient {
@@ -371,6 +379,7 @@ mod tests {
             seed: 0,
             out: out.to_path_buf(),
             run_id: Some("t".into()),
+            malloc_cache: crate::cli::Switch::Off,
         }
     }
 

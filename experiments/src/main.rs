@@ -2,7 +2,7 @@
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
-use experiments::cli::CommonArgs;
+use experiments::cli::{CommonArgs, Switch};
 use experiments::config::resolve;
 use experiments::doctor::{self, DoctorConfig};
 use experiments::run::Run;
@@ -35,7 +35,11 @@ enum Cmd {
     Behavegpt {
         #[command(flatten)]
         common: CommonArgs,
-        /// Data set: `simulator` or `foursquare` (overrides the config's `dataset` key).
+        /// Data set (overrides the config's `dataset` key): `simulator`, `foursquare`,
+        /// `ml-100k`, `ml-100k-genre`, `tsinghua-sample`, `llmob-tokyo`, or `generic` (an event
+        /// CSV given by a `[generic]` table with `path` and `spec` in `--config`). Real data is
+        /// read from `$BEHAVIOR_DATASETS` (default `../shared/datasets`); unordered logs such as
+        /// Frappe are refused.
         #[arg(long)]
         dataset: Option<String>,
         /// Continue every training from its latest checkpoint in the run folder (use with the
@@ -46,6 +50,9 @@ enum Cmd {
 }
 
 fn setup(common: &CommonArgs) -> Result<tch::Device> {
+    if common.malloc_cache == Switch::On && !behavior_models::device::retain_freed_cpu_memory() {
+        tracing::warn!("--malloc-cache on has no effect here (it needs glibc)");
+    }
     if common.threads > 0 {
         tch::set_num_threads(common.threads as i32);
         // Ignore the error when a global pool already exists (tests call this more than once).

@@ -23,6 +23,8 @@ pub struct Manifest {
     pub device: String,
     pub cuda_available: bool,
     pub threads: i32,
+    /// Whether `--malloc-cache on` was in effect (glibc keeps freed memory for reuse).
+    pub malloc_cache: bool,
     pub seed: u64,
     pub preset: String,
     pub started_utc: String,
@@ -74,6 +76,8 @@ impl Run {
             device: behavior_models::device::device_name(device),
             cuda_available: tch::Cuda::is_available(),
             threads: tch::get_num_threads(),
+            malloc_cache: common.malloc_cache == crate::cli::Switch::On
+                && cfg!(all(target_os = "linux", target_env = "gnu")),
             seed: common.seed,
             preset: common.preset.to_string(),
             started_utc: now.to_rfc3339(),

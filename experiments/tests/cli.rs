@@ -37,6 +37,11 @@ fn doctor_writes_a_complete_run_folder() -> anyhow::Result<()> {
     assert_eq!(manifest["device"], "cpu");
     assert_eq!(manifest["seed"], 7);
     assert_eq!(manifest["threads"], 1);
+    assert_eq!(
+        manifest["malloc_cache"],
+        cfg!(target_env = "gnu"),
+        "on by default"
+    );
     assert_eq!(manifest["tch_version"], "0.24.0");
     assert!(
         manifest["libtorch_version"]
@@ -80,6 +85,7 @@ fn help_documents_every_shared_flag() -> anyhow::Result<()> {
         "--seed",
         "--out",
         "--run-id",
+        "--malloc-cache",
     ] {
         assert!(help.contains(flag), "--help lacks {flag}:\n{help}");
     }

@@ -218,32 +218,42 @@ struct MetricsLog {
 }
 
 impl MetricsLog {
-    fn open(dir: Option<&Path>) -> Result<Self> {
-        match dir {
-            None => Ok(Self {
+    /// Opens `<dir>/metrics.jsonl` for appending. A fresh run (`resumed_at = None`) starts an
+    /// empty log; a run resumed from the checkpoint of step `s` keeps the lines of steps `≤ s`
+    /// and drops the ones logged after that checkpoint (they are logged again), so the log never
+    /// holds a step twice.
+    fn open(dir: Option<&Path>, resumed_at: Option<u64>) -> Result<Self> {
+        let Some(d) = dir else {
+            return Ok(Self {
                 file: None,
                 path: PathBuf::new(),
-            }),
-            Some(d) => {
-                std::fs::create_dir_all(d).map_err(|source| Error::Io {
-                    path: d.into(),
-                    source,
-                })?;
-                let path = d.join("metrics.jsonl");
-                let file = std::fs::OpenOptions::new()
-                    .create(true)
-                    .append(true)
-                    .open(&path)
-                    .map_err(|source| Error::Io {
-                        path: path.clone(),
-                        source,
-                    })?;
-                Ok(Self {
-                    file: Some(file),
-                    path,
-                })
+            });
+        };
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| Error::Io { path, source }
+        };
+        std::fs::create_dir_all(d).map_err(io(d))?;
+        let path = d.join("metrics.jsonl");
+        let kept = match (resumed_at, std::fs::read_to_string(&path)) {
+            (Some(s), Ok(text)) => keep_log_lines_up_to(&text, s, &path),
+            (Some(_), Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(io(&path)(e));
             }
-        }
+            _ => String::new(),
+        };
+        behavior_data::io::write_atomic(&path, kept.as_bytes()).map_err(|e| match e {
+            behavior_data::Error::Io { source, .. } => io(&path)(source),
+            other => Error::Checkpoint(format!("{}: {other}", path.display())),
+        })?;
+        let file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        Ok(Self {
+            file: Some(file),
+            path,
+        })
     }
     fn line(&mut self, v: serde_json::Value) -> Result<()> {
         if let Some(f) = &mut self.file {
@@ -254,6 +264,30 @@ impl MetricsLog {
         }
         Ok(())
     }
+}
+
+/// The lines of a metrics log whose `step` is at most `step`. A line that does not parse (the
+/// torn last line of a killed run) is dropped with a warning.
+fn keep_log_lines_up_to(text: &str, step: u64, path: &Path) -> String {
+    let mut out = String::new();
+    for (i, line) in text.lines().enumerate() {
+        match serde_json::from_str::<serde_json::Value>(line)
+            .ok()
+            .and_then(|v| v.get("step").and_then(|s| s.as_u64()))
+        {
+            Some(s) if s <= step => {
+                out.push_str(line);
+                out.push('\n');
+            }
+            Some(_) => {}
+            None => tracing::warn!(
+                "{}:{}: dropping an unreadable metrics line on resume",
+                path.display(),
+                i + 1
+            ),
+        }
+    }
+    out
 }
 
 /// Trains `model` (whose variables live in `vs`) on `train` (every field `[N, L]` on the model's
@@ -323,7 +357,7 @@ pub fn fit<M: SequenceModel + ?Sized>(
             }
         }
     }
-    let mut log = MetricsLog::open(opts.dir.as_deref())?;
+    let mut log = MetricsLog::open(opts.dir.as_deref(), opts.resume.then_some(state.step))?;
     let bar = if opts.progress && std::io::stderr().is_terminal() {
         indicatif::ProgressBar::new(total)
     } else {

@@ -2,7 +2,7 @@
 //! resume is bit-identical, a NaN stops training with its step and leaves the checkpoint intact,
 //! early stopping and keep-last work.
 
-use behavior_models::behavegpt::{BehaveGpt, BehaveGptConfig};
+use behavior_models::behavegpt::BehaveGpt;
 use behavior_models::{SeqBatch, SequenceModel};
 use behavior_train::checkpoint;
 use behavior_train::{fit, EarlyStop, Error, FitOptions, Loss, LossConfig, Mode, TrainConfig};
@@ -11,7 +11,8 @@ use std::collections::BTreeMap;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-const K: i64 = 6;
+mod common;
+use common::{data, model_cfg, K};
 
 /// libtorch's generator and thread count are process-global, and the test harness runs tests on
 /// parallel threads: every test holds this lock so their reseeding does not interleave.
@@ -21,30 +22,6 @@ fn lock() -> std::sync::MutexGuard<'static, ()> {
     let g = GLOBAL_TORCH.lock().unwrap_or_else(|e| e.into_inner());
     tch::set_num_threads(1);
     g
-}
-
-/// Sequences where the next behaviour is `(behaviour + loc) % K`.
-fn data(n: i64, l: i64, seed: i64) -> SeqBatch {
-    tch::manual_seed(seed);
-    let o = (Kind::Int64, Device::Cpu);
-    let behaviour = Tensor::randint(K, [n, l], o);
-    let loc = Tensor::randint(3, [n, l], o);
-    let target = (&behaviour + &loc).remainder(K);
-    SeqBatch {
-        weekday: Tensor::randint(7, [n, l], o),
-        slot: Tensor::randint(4, [n, l], o),
-        loc,
-        behaviour,
-        target,
-    }
-}
-
-fn model_cfg() -> BehaveGptConfig {
-    BehaveGptConfig {
-        dropout: 0.1,
-        max_len: 8,
-        ..BehaveGptConfig::smoke(K, 3, 4)
-    }
 }
 
 fn cfg(steps: u64) -> TrainConfig {
@@ -142,6 +119,11 @@ fn resume_is_bit_identical() -> anyhow::Result<()> {
         )?;
         assert_eq!(s.steps, 5);
         drop((vs_b, m_b, lb));
+        // As if the killed process had logged past its last checkpoint, the last line torn.
+        let log_path = dir.path().join("metrics.jsonl");
+        let mut log = std::fs::read_to_string(&log_path)?;
+        log.push_str("{\"step\": 6, \"loss\": 9.0}\n{\"step\": 8, \"lo");
+        std::fs::write(&log_path, log)?;
 
         // A fresh process-like start: different init seed, state comes from the checkpoint.
         let (mut vs_c, m_c) = build(99);
@@ -161,6 +143,15 @@ fn resume_is_bit_identical() -> anyhow::Result<()> {
             &opts,
         )?;
         assert_eq!(s.steps, 12);
+        // Regression: the resumed log restarts after the checkpoint's step (no step twice, the
+        // lines logged after the checkpoint and the torn line are gone).
+        let steps: Vec<u64> = std::fs::read_to_string(&log_path)?
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+            .filter(|v| v.get("loss").is_some())
+            .map(|v| v["step"].as_u64().unwrap())
+            .collect();
+        assert_eq!(steps, [2, 4, 5, 6, 8, 10, 12], "{}", loss_cfg.name());
         let (wa, wc) = (weights(&vs_a), weights(&vs_c));
         assert_eq!(wa.keys().collect::<Vec<_>>(), wc.keys().collect::<Vec<_>>());
         for (name, a) in &wa {
@@ -325,5 +316,51 @@ fn early_stopping_keep_last_and_restore_best() -> anyhow::Result<()> {
         .iter()
         .any(|v| v.get("class_weights").is_some_and(|w| w.is_array())));
     assert_eq!(lines.iter().filter(|v| v.get("eval").is_some()).count(), 4);
+    Ok(())
+}
+
+/// The bf16 mixed-precision path (what `bf16 = true` switches on under CUDA), exercised on the
+/// CPU: activations in bf16, logits, loss, gradients and master weights in f32, and it learns.
+/// CPU kernels stand in for CUDA's here; `tests/cuda.rs` runs the trainer itself on a GPU.
+#[test]
+fn bf16_compute_path_keeps_f32_masters_and_learns() -> anyhow::Result<()> {
+    let _g = lock();
+    let train = data(128, 8, 4);
+    let (vs, m) = build(0);
+    let b32 = tch::no_grad(|| m.logits(&train, false))?;
+    m.set_compute_kind(Kind::BFloat16);
+    let b16 = tch::no_grad(|| m.logits(&train, false))?;
+    assert_eq!(b16.kind(), Kind::Float, "logits leave the model in f32");
+    let dp = (b16.softmax(-1, Kind::Float) - b32.softmax(-1, Kind::Float))
+        .abs()
+        .max()
+        .double_value(&[]);
+    assert!(
+        dp > 0.0 && dp < 2e-2,
+        "bf16 vs f32 probabilities differ by {dp}"
+    );
+
+    let mut opt = behavior_train::AdamW::new(&vs, &Default::default())?;
+    let mut loss = Loss::new(&LossConfig::Ce, &[1.0; K as usize], Device::Cpu)?;
+    let mut losses = vec![];
+    for _ in 0..40 {
+        opt.zero_grad();
+        let y = m.logits(&train, true)?;
+        let l = loss.compute(&y.view([-1, K]), &train.target.view([-1]), true)?;
+        l.backward();
+        for (name, t) in vs.variables() {
+            assert_eq!(t.kind(), Kind::Float, "{name}");
+            assert_eq!(t.grad().kind(), Kind::Float, "gradient of {name}");
+        }
+        let _ = opt.clip_grad_norm(1.0)?;
+        opt.step(3e-3)?;
+        losses.push(l.double_value(&[]));
+    }
+    assert!(
+        losses[39] < 0.7 * losses[0],
+        "bf16 loss {} -> {}",
+        losses[0],
+        losses[39]
+    );
     Ok(())
 }
