@@ -39,16 +39,8 @@ const WEEKDAYS: [&str; 7] = [
 ];
 const EXTRA: [&str; 5] = ["isweekend", "cost", "weather", "country", "city"];
 
-/// Which label the behaviour is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Label {
-    /// The app (4,082 classes).
-    #[default]
-    App,
-    /// The app's category from `meta.csv` (32 classes including "unknown").
-    Category,
-}
+/// Which label the behaviour is: the app or its category.
+pub use super::AppLabel as Label;
 
 /// Frappe loader options (`load.num_slots` is ignored: Frappe has 7 daytimes).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]

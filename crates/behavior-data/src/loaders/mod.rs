@@ -25,6 +25,19 @@ pub mod recbole;
 pub mod tsinghua;
 
 use crate::dataset::{LoadOptions, LoadReport, Strictness};
+use serde::{Deserialize, Serialize};
+
+/// Which label an app-usage log's behaviour is (Frappe, Tsinghua App Usage; each loader re-exports
+/// it as `Label`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum AppLabel {
+    /// The app itself (Frappe: 4,082 classes).
+    #[default]
+    App,
+    /// The app's category (Frappe: 32 classes from `meta.csv`, "unknown" included).
+    Category,
+}
 use crate::{Error, Result};
 use chrono::{Datelike, NaiveDateTime, Timelike};
 use std::io::Read;

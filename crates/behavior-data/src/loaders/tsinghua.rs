@@ -22,16 +22,8 @@ use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
 
-/// Which label the behaviour is.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Label {
-    /// The app.
-    #[default]
-    App,
-    /// The app's category.
-    Category,
-}
+/// Which label the behaviour is: the app or its category.
+pub use super::AppLabel as Label;
 
 /// Tsinghua loader options.
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
