@@ -156,7 +156,7 @@ impl Evaluation {
 
 /// Evaluates a score matrix against the true classes.
 ///
-/// * predictions are the row-wise top-1 ([tie rule](crate::ranking#tie-rule): lowest id among
+/// * predictions are the row-wise top-1 ([tie rule](mod@crate::ranking#tie-rule): lowest id among
 ///   equal maxima), so `HR@1 == accuracy`;
 /// * `is_anchor[c]` (length K) marks anchor classes; the anchor (tail) group holds the samples
 ///   whose **true** class is (is not) an anchor, with predictions over the full label space. See

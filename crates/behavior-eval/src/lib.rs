@@ -5,11 +5,11 @@
 //! turns that into the numbers the three papers publish, with no libtorch: inputs are plain
 //! slices.
 //!
-//! * [`classification`] — accuracy, precision/recall/F1 (macro and weighted, scikit-learn
+//! * [`classification`](mod@classification) — accuracy, precision/recall/F1 (macro and weighted, scikit-learn
 //!   semantics with `zero_division=0`), per-class table, [`ConfusionMatrix`];
-//! * [`ranking`] — `HR@k`, `NDCG@k`, `MRR` over the full label set, with a documented
-//!   [tie rule](ranking#tie-rule);
-//! * [`evaluate`] — both at once, overall and on anchor-target / tail-target samples, in one
+//! * [`ranking`](mod@ranking) — `HR@k`, `NDCG@k`, `MRR` over the full label set, with a documented
+//!   [tie rule](mod@ranking#tie-rule);
+//! * [`evaluate`](mod@evaluate) — both at once, overall and on anchor-target / tail-target samples, in one
 //!   parallel pass;
 //! * [`uncertainty`] — mean ± std across seeds, seeded bootstrap intervals, paired comparisons
 //!   (paired bootstrap, exact McNemar);
