@@ -1,6 +1,6 @@
 # The two commands of the README:
 #   make run    bootstrap, release build, run the default experiment, print where results went
-#   make test   bootstrap, rustfmt check, clippy (warnings are errors), the whole test suite
+#   make test   bootstrap, rustfmt check, clippy and rustdoc (warnings are errors), the whole test suite
 SHELL := /bin/bash
 .SHELLFLAGS := -euo pipefail -c
 
@@ -21,6 +21,7 @@ run: bootstrap
 test: bootstrap
 	cargo fmt --all --check
 	cargo clippy --workspace --all-targets -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
 	cargo test --workspace
 
 fmt:
