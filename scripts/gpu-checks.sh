@@ -37,7 +37,9 @@ step() {
   local t0=$SECONDS
   timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
   local rc=$?
-  echo "$name rc=$rc $((SECONDS - t0))s" | tee -a "$OUT/summary.txt"
+  local note=""
+  if grep -q SKIPPED "$OUT/$name.log"; then note=" (has SKIPPED tests: CUDA not seen)"; fi
+  echo "$name rc=$rc $((SECONDS - t0))s$note" | tee -a "$OUT/summary.txt"
   tail -n 4 "$OUT/$name.log"
 }
 
