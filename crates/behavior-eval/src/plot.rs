@@ -109,6 +109,24 @@ fn render(path: &Path, fig: &impl Figure) -> Result<()> {
     }
 }
 
+/// The legend every plot draws: its series labels at `position`, on a white box with a border.
+fn draw_legend<'a, DB: DrawingBackend + 'a, CT: CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, CT>,
+    position: SeriesLabelPosition,
+) -> DrawResult
+where
+    DB::ErrorType: 'static,
+{
+    chart
+        .configure_series_labels()
+        .position(position)
+        .label_font((FONT, 15))
+        .background_style(WHITE.mix(0.9))
+        .border_style(BLACK)
+        .draw()?;
+    Ok(())
+}
+
 fn color(i: usize) -> RGBColor {
     const C: [RGBColor; 8] = [
         RGBColor(31, 119, 180),
@@ -223,13 +241,7 @@ impl Figure for LongTail {
             ))?
             .label("anchor / tail cut")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 15, y)], BLACK.stroke_width(2)));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     }
 }
@@ -314,13 +326,7 @@ impl Figure for RecallFreq {
                     PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(3))
                 });
         }
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::LowerRight)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::LowerRight)?;
         Ok(())
     }
 }
@@ -468,13 +474,7 @@ impl Figure for Curves<'_> {
                             PathElement::new(vec![(x, y), (x + 15, y)], c.stroke_width(2))
                         });
                 }
-                chart
-                    .configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .label_font((FONT, 15))
-                    .background_style(WHITE.mix(0.9))
-                    .border_style(BLACK)
-                    .draw()?;
+                draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
             }};
         }
         if self.log_y {
@@ -608,13 +608,7 @@ impl Figure for Scaling<'_> {
             )?
             .label("measured")
             .legend(|(x, y)| Circle::new((x + 7, y), 5, color(0).filled()));
-        chart
-            .configure_series_labels()
-            .position(SeriesLabelPosition::UpperRight)
-            .label_font((FONT, 15))
-            .background_style(WHITE.mix(0.9))
-            .border_style(BLACK)
-            .draw()?;
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
         Ok(())
     }
 }
