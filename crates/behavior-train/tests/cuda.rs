@@ -6,12 +6,11 @@
 use behavior_models::behavegpt::BehaveGpt;
 use behavior_models::{SeqBatch, SequenceModel};
 use behavior_train::{fit, FitOptions, Loss, LossConfig, TrainConfig};
-use std::collections::BTreeMap;
 use tch::nn::VarStore;
 use tch::{Device, Kind};
 
 mod common;
-use common::{model_cfg, K};
+use common::{model_cfg, no_eval, K};
 
 static GLOBAL_TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
@@ -41,10 +40,6 @@ fn train_cfg(steps: u64, bf16: bool) -> TrainConfig {
         bf16,
         ..Default::default()
     }
-}
-
-fn no_eval(_: &BehaveGpt) -> behavior_train::Result<BTreeMap<String, f64>> {
-    Ok(BTreeMap::new())
 }
 
 #[test]

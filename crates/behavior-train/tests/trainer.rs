@@ -12,7 +12,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 mod common;
-use common::{data, model_cfg, K};
+use common::{data, model_cfg, no_eval, K};
 
 /// libtorch's generator and thread count are process-global, and the test harness runs tests on
 /// parallel threads: every test holds this lock so their reseeding does not interleave.
@@ -48,10 +48,6 @@ fn build(seed: i64) -> (VarStore, BehaveGpt) {
 
 fn weights(vs: &VarStore) -> BTreeMap<String, Tensor> {
     vs.variables().into_iter().collect()
-}
-
-fn no_eval(_: &BehaveGpt) -> behavior_train::Result<BTreeMap<String, f64>> {
-    Ok(BTreeMap::new())
 }
 
 #[test]

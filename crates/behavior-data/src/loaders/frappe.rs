@@ -10,11 +10,10 @@
 //! shared by several apps get ` (#<id>)`), with its category, or the app category itself.
 
 use super::{require, Sink, Table};
-use crate::dataset::{ContextColumn, Dataset, LoadOptions};
+use crate::dataset::{ContextColumn, Dataset};
 use crate::event::{Event, EventLogBuilder};
 use crate::vocab::Vocab;
 use crate::Result;
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -42,15 +41,9 @@ const EXTRA: [&str; 5] = ["isweekend", "cost", "weather", "country", "city"];
 /// Which label the behaviour is: the app or its category.
 pub use super::AppLabel as Label;
 
-/// Frappe loader options (`load.num_slots` is ignored: Frappe has 7 daytimes).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Options {
-    /// Behaviour label.
-    pub label: Label,
-    /// Strictness.
-    pub load: LoadOptions,
-}
+/// Loader options: the label and the strictness (`load.num_slots` is ignored: Frappe has 7
+/// daytimes).
+pub use super::AppLogOptions as Options;
 
 /// Loads `dir/frappe.csv` with names from `dir/meta.csv`.
 pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {

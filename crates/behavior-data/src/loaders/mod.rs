@@ -38,6 +38,17 @@ pub enum AppLabel {
     /// The app's category (Frappe: 32 classes from `meta.csv`, "unknown" included).
     Category,
 }
+
+/// Options of the app-usage loaders (Frappe, Tsinghua App Usage; each re-exports them as
+/// `Options`).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AppLogOptions {
+    /// Behaviour label.
+    pub label: AppLabel,
+    /// Strictness and slots (Frappe ignores `num_slots`: it has 7 fixed daytimes).
+    pub load: LoadOptions,
+}
 use crate::{Error, Result};
 use chrono::{Datelike, NaiveDateTime, Timelike};
 use std::io::Read;

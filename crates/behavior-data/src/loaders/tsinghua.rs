@@ -13,11 +13,10 @@
 //! location = the base station (`bs <id>`); weekday and slot from the local time.
 
 use super::{perr, require, Sink, Table};
-use crate::dataset::{Dataset, LoadOptions};
+use crate::dataset::Dataset;
 use crate::event::{slot_of_second, Event, EventLog, EventLogBuilder};
 use crate::vocab::Vocab;
 use crate::{Error, Result};
-use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::io::BufRead;
 use std::path::Path;
@@ -25,15 +24,8 @@ use std::path::Path;
 /// Which label the behaviour is: the app or its category.
 pub use super::AppLabel as Label;
 
-/// Tsinghua loader options.
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct Options {
-    /// Behaviour label.
-    pub label: Label,
-    /// Strictness and slots.
-    pub load: LoadOptions,
-}
+/// Loader options: the label and the strictness (and slots).
+pub use super::AppLogOptions as Options;
 
 /// Streams a whitespace-separated file without header: `f(line_no, fields)` per non-empty line.
 fn each_line(

@@ -1,7 +1,8 @@
 //! Data and model sizes shared by the trainer's integration tests.
 
-use behavior_models::behavegpt::BehaveGptConfig;
+use behavior_models::behavegpt::{BehaveGpt, BehaveGptConfig};
 use behavior_models::SeqBatch;
+use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
 /// Behaviour classes of the synthetic task.
@@ -31,4 +32,9 @@ pub fn model_cfg() -> BehaveGptConfig {
         max_len: 8,
         ..BehaveGptConfig::smoke(K, 3, 4)
     }
+}
+
+/// A validation callback that reports no metrics (for runs without early stopping).
+pub fn no_eval(_: &BehaveGpt) -> behavior_train::Result<BTreeMap<String, f64>> {
+    Ok(BTreeMap::new())
 }
