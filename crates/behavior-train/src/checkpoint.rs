@@ -5,6 +5,7 @@
 //! `latest` / `best` pointers are replaced with `write_atomic`, so a crash at any point leaves the
 //! previous checkpoint readable.
 
+use crate::error::io_err as io;
 use crate::{Error, Result};
 use behavior_data::io::write_atomic;
 use serde::{Deserialize, Serialize};
@@ -57,13 +58,6 @@ pub struct TrainState {
     pub curve: Vec<CurvePoint>,
     /// Validation results so far.
     pub evals: Vec<EvalPoint>,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 /// The name of the folder for `step`.

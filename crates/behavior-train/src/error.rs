@@ -39,5 +39,13 @@ pub enum Error {
     },
 }
 
+/// Maps an I/O error on `path` to [`Error::Io`] (for `map_err`).
+pub(crate) fn io_err(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+    move |source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
 /// `Result` with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

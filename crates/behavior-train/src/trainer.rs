@@ -14,6 +14,7 @@
 //! written after a non-finite loss, so the last good one stays intact).
 
 use crate::checkpoint::{self, CurvePoint, EvalPoint, TrainState};
+use crate::error::io_err;
 use crate::loss::Loss;
 use crate::optim::{warmup_cosine, AdamW, AdamWConfig};
 use crate::{Error, Result};
@@ -229,27 +230,20 @@ impl MetricsLog {
                 path: PathBuf::new(),
             });
         };
-        let io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { path, source }
-        };
-        std::fs::create_dir_all(d).map_err(io(d))?;
+        std::fs::create_dir_all(d).map_err(io_err(d))?;
         let path = d.join("metrics.jsonl");
         let kept = match (resumed_at, std::fs::read_to_string(&path)) {
             (Some(s), Ok(text)) => keep_log_lines_up_to(&text, s, &path),
             (Some(_), Err(e)) if e.kind() != std::io::ErrorKind::NotFound => {
-                return Err(io(&path)(e));
+                return Err(io_err(&path)(e));
             }
             _ => String::new(),
         };
-        behavior_data::io::write_atomic(&path, kept.as_bytes()).map_err(|e| match e {
-            behavior_data::Error::Io { source, .. } => io(&path)(source),
-            other => Error::Checkpoint(format!("{}: {other}", path.display())),
-        })?;
+        behavior_data::io::write_atomic(&path, kept.as_bytes())?;
         let file = std::fs::OpenOptions::new()
             .append(true)
             .open(&path)
-            .map_err(io(&path))?;
+            .map_err(io_err(&path))?;
         Ok(Self {
             file: Some(file),
             path,
@@ -257,10 +251,7 @@ impl MetricsLog {
     }
     fn line(&mut self, v: serde_json::Value) -> Result<()> {
         if let Some(f) = &mut self.file {
-            writeln!(f, "{v}").map_err(|source| Error::Io {
-                path: self.path.clone(),
-                source,
-            })?;
+            writeln!(f, "{v}").map_err(io_err(&self.path))?;
         }
         Ok(())
     }
