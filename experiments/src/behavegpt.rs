@@ -17,7 +17,7 @@ use anyhow::{ensure, Context, Result};
 use behavior_data::loaders::foursquare;
 use behavior_data::samples::{sequence_batch, SequenceBatch};
 use behavior_data::simulator::{simulate, SimConfig};
-use behavior_data::{Dataset, LoadOptions, Split, SplitConfig, Strictness, NUM_RESERVED};
+use behavior_data::{Dataset, Split, SplitConfig, Strictness, NUM_RESERVED};
 use behavior_eval::plot::{self, Series};
 use behavior_eval::{evaluate, EvalConfig, Evaluation, Report, ScoreMatrix};
 use behavior_models::baselines::{Markov, MostPopular, UserMostFrequent};
@@ -376,13 +376,7 @@ fn load_dataset(cfg: &BehaveGptExpConfig) -> Result<Dataset> {
                 .generic
                 .as_ref()
                 .context("dataset = \"generic\" needs a [generic] table")?;
-            let opts = if cfg.lenient {
-                LoadOptions::lenient()
-            } else {
-                LoadOptions::default()
-            };
-            behavior_data::loaders::generic::load(&g.path, &g.spec, &opts)
-                .with_context(|| format!("loading {}", g.path.display()))?
+            g.load(cfg.lenient)?
         }
         other => load_known(other, &root, &cfg.sim, cfg.lenient)?.with_context(|| {
             format!(

@@ -57,6 +57,23 @@ pub struct GenericSource {
     pub spec: behavior_data::loaders::generic::ColumnSpec,
 }
 
+impl GenericSource {
+    /// Reads the CSV with its column spec (`lenient` skips bad rows, counted and reported).
+    pub fn load(&self, lenient: bool) -> Result<Dataset> {
+        behavior_data::loaders::generic::load(&self.path, &self.spec, &load_options(lenient))
+            .with_context(|| format!("loading {}", self.path.display()))
+    }
+}
+
+/// Strict loading, or lenient (bad rows skipped, counted and reported).
+fn load_options(lenient: bool) -> LoadOptions {
+    if lenient {
+        LoadOptions::lenient()
+    } else {
+        LoadOptions::default()
+    }
+}
+
 impl DatasetsConfig {
     /// The preset's values: `smoke` uses a 200-user, 14-day simulation; `cpu` and `gpu` the
     /// simulator's default scenario (1,000 users × 28 days).
@@ -127,11 +144,7 @@ pub fn load_known(
     sim: &SimConfig,
     lenient: bool,
 ) -> Result<Option<Dataset>> {
-    let load = if lenient {
-        LoadOptions::lenient()
-    } else {
-        LoadOptions::default()
-    };
+    let load = load_options(lenient);
     let dir = |d: &str| -> Option<PathBuf> {
         let p = root.join(d);
         if p.is_dir() {
@@ -235,17 +248,7 @@ pub fn main(common: &CommonArgs, device: tch::Device) -> Result<()> {
         let t0 = std::time::Instant::now();
         let loaded = match i.checked_sub(cfg.datasets.len()) {
             None => load_known(name, &root, &cfg.sim, cfg.lenient),
-            Some(g) => {
-                let g = &cfg.generic[g];
-                let opts = if cfg.lenient {
-                    LoadOptions::lenient()
-                } else {
-                    LoadOptions::default()
-                };
-                behavior_data::loaders::generic::load(&g.path, &g.spec, &opts)
-                    .map(Some)
-                    .map_err(Into::into)
-            }
+            Some(g) => cfg.generic[g].load(cfg.lenient).map(Some),
         };
         let Some(ds) = loaded.with_context(|| format!("loading {name}"))? else {
             continue;
