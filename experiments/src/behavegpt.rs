@@ -35,7 +35,7 @@ use tch::{Device, Tensor};
 
 use crate::cli::{CommonArgs, Preset};
 use crate::config::{resolve, ExperimentConfig};
-use crate::datasets::{load_known, GenericSource};
+use crate::datasets::{load_known, GenericSource, KNOWN};
 use crate::run::Run;
 
 /// Sizes of a transformer (BehaveGPT or SASRec).
@@ -218,10 +218,10 @@ impl BehaveGptExpConfig {
 
 impl ExperimentConfig for BehaveGptExpConfig {
     fn check(&self) -> Result<()> {
+        let name = self.dataset.as_str();
         ensure!(
-            DATASETS.contains(&self.dataset.as_str()),
-            "dataset must be one of {DATASETS:?}, got {:?}",
-            self.dataset
+            ALIASES.contains(&name) || KNOWN.contains(&name),
+            "dataset must be one of {ALIASES:?} or {KNOWN:?}, got {name:?}"
         );
         if self.dataset == "generic" {
             let g = self
@@ -345,18 +345,8 @@ pub fn subsample(v: &[u32], max: usize, seed: u64) -> Vec<u32> {
     idx.into_iter().map(|i| v[i]).collect()
 }
 
-/// Accepted values of `dataset` (`--dataset`).
-pub const DATASETS: [&str; 9] = [
-    "simulator",
-    "sim",
-    "foursquare",
-    "foursquare-nyc",
-    "ml-100k",
-    "ml-100k-genre",
-    "tsinghua-sample",
-    "llmob-tokyo",
-    "generic",
-];
+/// Names `dataset` (`--dataset`) accepts besides the `datasets` experiment's [`KNOWN`] ones.
+pub const ALIASES: [&str; 3] = ["simulator", "foursquare", "generic"];
 
 fn load_dataset(cfg: &BehaveGptExpConfig) -> Result<Dataset> {
     let root = behavior_data::loaders::datasets_root();
