@@ -107,14 +107,7 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
         let ts: i64 = t.field(r, ct, "Unix seconds")?;
         let (_, wd_local, sec) =
             super::local_time(t.text(r, cl)?, "%Y-%m-%d %H:%M:%S").map_err(|e| t.err(r, cl, e))?;
-        let wd: u8 = t.field(r, cw, "a weekday 0-6")?;
-        if wd != wd_local {
-            return Err(t.err(
-                r,
-                cw,
-                format!("weekday {wd} does not match local_time (weekday {wd_local})"),
-            ));
-        }
+        let wd = t.weekday(r, cw, wd_local, "local_time")?;
         let Some(cname) = cat_names.get(&cat) else {
             return Err(t.err(
                 r,

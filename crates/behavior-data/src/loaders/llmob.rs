@@ -34,14 +34,7 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
         let when = format!("{} {}", t.text(r, cd)?, t.text(r, ct)?);
         let (ts, wd_date, sec) =
             super::local_time(&when, "%Y-%m-%d %H:%M:%S").map_err(|e| t.err(r, cd, e))?;
-        let wd: u8 = t.field(r, cw, "a weekday 0-6")?;
-        if wd != wd_date {
-            return Err(t.err(
-                r,
-                cw,
-                format!("weekday {wd} does not match the date (weekday {wd_date})"),
-            ));
-        }
+        let wd = t.weekday(r, cw, wd_date, "the date")?;
         let cat = t.text(r, cc)?;
         let place: u64 = t.field(r, cp, "a place number")?;
         let top = r.get(ctop).map(str::trim).filter(|s| !s.is_empty());

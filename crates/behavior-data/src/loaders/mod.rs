@@ -229,6 +229,26 @@ impl Table {
         Ok(raw)
     }
 
+    /// The weekday column `idx` (0 = Monday … 6), which must equal `expected`, the weekday of the
+    /// row's time as read from `source` (named in the error).
+    pub fn weekday(
+        &self,
+        rec: &csv::StringRecord,
+        idx: usize,
+        expected: u8,
+        source: &str,
+    ) -> Result<u8> {
+        let wd: u8 = self.field(rec, idx, "a weekday 0-6")?;
+        if wd != expected {
+            return Err(self.err(
+                rec,
+                idx,
+                format!("weekday {wd} does not match {source} (weekday {expected})"),
+            ));
+        }
+        Ok(wd)
+    }
+
     /// A `Parse` error on field `idx` of `rec`.
     pub fn err(
         &self,
