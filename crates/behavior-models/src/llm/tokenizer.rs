@@ -22,20 +22,11 @@ impl std::fmt::Debug for LlmTokenizer {
 impl LlmTokenizer {
     /// Loads a `tokenizer.json`; errors name the file.
     pub fn from_file(path: &Path) -> Result<Self> {
-        if !path.exists() {
-            return Err(Error::Io {
-                path: path.to_path_buf(),
-                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
-            });
-        }
-        let inner = tokenizers::Tokenizer::from_file(path).map_err(|e| Error::Tokenizer {
+        let json = std::fs::read_to_string(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
-            msg: e.to_string(),
+            source,
         })?;
-        Ok(Self {
-            inner,
-            path: path.to_path_buf(),
-        })
+        Self::from_json(&json, path)
     }
 
     /// Parses a tokenizer from its JSON text (`path` is only used in error messages).
