@@ -21,7 +21,7 @@ use std::time::Instant;
 
 use behavior_models::llm::{
     collate, score_candidates, score_candidates_naive, sft_loss, LlamaConfig, LlamaForCausalLM,
-    Llm, LoadOptions, LoraConfig, SftExample,
+    Llm, LoadOptions, LoraConfig, SftBatch, SftExample,
 };
 use criterion::{Criterion, Throughput};
 use tch::nn::OptimizerConfig;
@@ -97,6 +97,17 @@ fn sft_examples() -> Vec<SftExample> {
         .collect()
 }
 
+/// The LoRA training setup both runs time: SmolLM2 with `lora_cfg()`, one collated SFT batch,
+/// tch's AdamW over the adapters.
+fn lora_training() -> (LlamaForCausalLM, SftBatch, nn::Optimizer) {
+    let (vs, model, _) = load(Some(lora_cfg()));
+    let ex = sft_examples();
+    let refs: Vec<&SftExample> = ex.iter().collect();
+    let batch = collate(&refs, 0, Device::Cpu).unwrap();
+    let opt = nn::AdamW::default().build(&vs, 1e-4).unwrap();
+    (model, batch, opt)
+}
+
 fn benches(c: &mut Criterion) {
     let (_vs, model, real) = load(None);
     println!(
@@ -125,11 +136,7 @@ fn benches(c: &mut Criterion) {
     g.finish();
     drop(model);
 
-    let (vs, model, _) = load(Some(lora_cfg()));
-    let ex = sft_examples();
-    let refs: Vec<&SftExample> = ex.iter().collect();
-    let batch = collate(&refs, 0, Device::Cpu).unwrap();
-    let mut opt = nn::AdamW::default().build(&vs, 1e-4).unwrap();
+    let (model, batch, mut opt) = lora_training();
     let mut g = c.benchmark_group("cpu_llm_lora_train");
     g.sample_size(10);
     g.throughput(Throughput::Elements((BATCH * SEQ) as u64));
@@ -175,11 +182,7 @@ fn side_by_side() {
         score_candidates_naive(&model, &prompt, &cands).unwrap();
     });
     drop(model);
-    let (vs, model, _) = load(Some(lora_cfg()));
-    let ex = sft_examples();
-    let refs: Vec<&SftExample> = ex.iter().collect();
-    let batch = collate(&refs, 0, Device::Cpu).unwrap();
-    let mut opt = nn::AdamW::default().build(&vs, 1e-4).unwrap();
+    let (model, batch, mut opt) = lora_training();
     let train = median_secs(3, || {
         let loss = sft_loss(&model, &batch, true).unwrap();
         opt.backward_step(&loss);
