@@ -434,19 +434,11 @@ pub fn run(
     let counts: Vec<f64> = split.train_counts().iter().map(|&c| c as f64).collect();
     let is_anchor = split.anchor_tail().is_anchor.clone();
     tracing::info!("{}: {}", ds.name, ds.summary());
-    let counts_total: f64 = counts.iter().sum();
-    let anchor_share: f64 = counts
-        .iter()
-        .zip(&is_anchor)
-        .filter(|(_, &a)| a)
-        .map(|(c, _)| c)
-        .sum::<f64>()
-        / counts_total.max(1.0);
     tracing::info!(
         "{}: {} anchor classes of {k} ({:.1} % of training targets)",
         ds.name,
         is_anchor.iter().filter(|&&a| a).count(),
-        100.0 * anchor_share
+        100.0 * split.stats.anchor_share
     );
 
     // Windows: every train_stride-th training target, then seeded uniform samples of at most
