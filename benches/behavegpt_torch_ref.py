@@ -129,3 +129,4 @@ if __name__ == "__main__":
     dev = torch.device(ARGS.device)
     bench("sasrec_size_d64_l2", 64, 2, 2, dev)
     bench("d256_l4", 256, 4, 4, dev)
+    bench("d512_l4", 512, 4, 8, dev)

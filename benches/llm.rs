@@ -6,8 +6,9 @@
 //!   prompt encoded once with a shared KV cache. The side-by-side run also times the naive way
 //!   (one full forward per candidate) once, next to it.
 //! * `cpu_llm_forward`: forward of a `[4, 128]` batch (tokens/s).
-//! * `cpu_llm_lora_train`: LoRA (r = 8 on q, k, v, o) SFT step (forward, backward, AdamW) on a
-//!   `[4, 128]` batch (tokens/s).
+//! * `cpu_llm_lora_train`: LoRA (r = 8 on q, k, v, o) SFT through the shipped loop — one
+//!   [`behavior_train::fit`] step per iteration over 4 examples of 128 tokens (collation, forward,
+//!   backward, our AdamW over the adapter; no clipping, as the reference) — in tokens/s.
 //!
 //! After criterion, a side-by-side run times forward and LoRA training here and in PyTorch
 //! (`benches/llm_torch_reference.py`: `transformers` + `peft`, same shapes, same thread count)
@@ -19,12 +20,14 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use std::collections::BTreeMap;
+
 use behavior_models::llm::{
-    collate, score_candidates, score_candidates_naive, sft_loss, LlamaConfig, LlamaForCausalLM,
-    Llm, LoadOptions, LoraConfig, SftBatch, SftExample,
+    score_candidates, score_candidates_naive, LlamaConfig, LlamaForCausalLM, Llm, LoadOptions,
+    LoraConfig, SftExample,
 };
+use behavior_train::{fit, FitOptions, Sft, SftData, TrainConfig};
 use criterion::{Criterion, Throughput};
-use tch::nn::OptimizerConfig;
 use tch::{nn, Device, Tensor};
 
 const THREADS: i32 = 2;
@@ -97,15 +100,31 @@ fn sft_examples() -> Vec<SftExample> {
         .collect()
 }
 
-/// The LoRA training setup both runs time: SmolLM2 with `lora_cfg()`, one collated SFT batch,
-/// tch's AdamW over the adapters.
-fn lora_training() -> (LlamaForCausalLM, SftBatch, nn::Optimizer) {
+/// The LoRA training setup both runs time: SmolLM2 with `lora_cfg()`, four SFT examples, and a
+/// one-step `fit` configuration (our AdamW over the adapters, lr 1e-4, no clipping, as the
+/// PyTorch reference).
+fn lora_training() -> (nn::VarStore, LlamaForCausalLM, SftData, TrainConfig) {
     let (vs, model, _) = load(Some(lora_cfg()));
-    let ex = sft_examples();
-    let refs: Vec<&SftExample> = ex.iter().collect();
-    let batch = collate(&refs, 0, Device::Cpu).unwrap();
-    let opt = nn::AdamW::default().build(&vs, 1e-4).unwrap();
-    (model, batch, opt)
+    let data = SftData::new(sft_examples(), 0, Device::Cpu);
+    let cfg = TrainConfig {
+        max_steps: 1,
+        batch_size: BATCH,
+        lr: 1e-4,
+        warmup_steps: 0,
+        clip_norm: 0.0,
+        log_every: 1,
+        restore_best: false,
+        bf16: false,
+        ..TrainConfig::default()
+    };
+    (vs, model, data, cfg)
+}
+
+/// One `fit` call of `cfg.max_steps` steps.
+fn lora_fit(vs: &mut nn::VarStore, model: &LlamaForCausalLM, data: &SftData, cfg: &TrainConfig) {
+    let mut no_eval =
+        |_: &LlamaForCausalLM| -> behavior_train::Result<BTreeMap<String, f64>> { Ok(BTreeMap::new()) };
+    fit(cfg, model, vs, data, &mut Sft, &mut no_eval, &FitOptions::default()).unwrap();
 }
 
 fn benches(c: &mut Criterion) {
@@ -136,16 +155,11 @@ fn benches(c: &mut Criterion) {
     g.finish();
     drop(model);
 
-    let (model, batch, mut opt) = lora_training();
+    let (mut vs, model, data, cfg) = lora_training();
     let mut g = c.benchmark_group("cpu_llm_lora_train");
     g.sample_size(10);
     g.throughput(Throughput::Elements((BATCH * SEQ) as u64));
-    g.bench_function("b4x128_r8_qkvo", |b| {
-        b.iter(|| {
-            let loss = sft_loss(&model, &batch, true).unwrap();
-            opt.backward_step(&loss);
-        })
-    });
+    g.bench_function("b4x128_r8_qkvo", |b| b.iter(|| lora_fit(&mut vs, &model, &data, &cfg)));
     g.finish();
 }
 
@@ -182,11 +196,8 @@ fn side_by_side() {
         score_candidates_naive(&model, &prompt, &cands).unwrap();
     });
     drop(model);
-    let (model, batch, mut opt) = lora_training();
-    let train = median_secs(3, || {
-        let loss = sft_loss(&model, &batch, true).unwrap();
-        opt.backward_step(&loss);
-    });
+    let (mut vs, model, data, cfg) = lora_training();
+    let train = median_secs(3, || lora_fit(&mut vs, &model, &data, &cfg));
     println!(
         "\n== side by side (CPU, {THREADS} threads, SmolLM2-135M shape, batch {BATCH}x{SEQ}) =="
     );

@@ -1,55 +1,64 @@
-//! Training throughput (sequences/s) of BehaveGPT on CPU with 2 threads: one full optimizer step
-//! (forward, cross-entropy at every position, backward, clipping, our AdamW) per iteration.
+//! Training throughput (sequences/s) of BehaveGPT on CPU with 2 threads, through the shipped
+//! loop: each iteration is one call of [`behavior_train::fit`] for `STEPS` optimizer steps
+//! (batch selection on the device, forward, cross-entropy at every position, backward, clipping,
+//! our AdamW, the loss kept on the device until the log flush), so the figure includes what the
+//! trainer adds around a step — not a hand-written step.
 //!
-//! Configs: `sasrec_size` (2 blocks, d = 64, L = 50, batch 256, 3,700 classes) and `d256_l4`
-//! (4 blocks, d = 256, same data shape). Each runs twice in one process: first with glibc's
-//! default allocator settings, then (`…_malloc_cache`) after
-//! [`behavior_models::device::retain_freed_cpu_memory`], which the `experiments` binary applies
-//! by default. `benches/behavegpt_torch_ref.py` runs the identical model in PyTorch eager on the
-//! same libtorch and thread count, with and without the same allocator settings;
-//! `crates/behavior-models/README.md` quotes the measured ratios.
+//! Configs: `sasrec_size_d64_l2` (2 blocks, d = 64, L = 50, batch 256, 3,700 classes),
+//! `d256_l4` (4 blocks, d = 256) and `d512_l4` (4 blocks, d = 512), same data shape. Each runs
+//! twice in one process: first with glibc's default allocator settings, then (`…_malloc_cache`)
+//! after [`behavior_models::device::retain_freed_cpu_memory`], which the `experiments` binary
+//! applies by default. `benches/behavegpt_torch_ref.py` runs the identical model and step in
+//! PyTorch eager on the same libtorch and thread count, with and without the same allocator
+//! settings; `crates/behavior-models/README.md` quotes the measured ratios.
 //!
 //! `cargo bench -p behavior-benches --bench train`
 //!
-//! `BEHAVIOR_BENCH_DEVICE=cuda` runs the same steps on CUDA device 0 (no allocator variants;
-//! `BEHAVIOR_BENCH_BF16=1` adds bf16 mixed precision as the trainer applies it).
+//! `BEHAVIOR_BENCH_DEVICE=cuda` runs the same on CUDA device 0 (no allocator variants;
+//! `BEHAVIOR_BENCH_BF16=1` turns on the trainer's bf16 mixed precision).
 
 use behavior_benches::{train_batch, train_config, TRAIN_B, TRAIN_K};
 use behavior_models::behavegpt::{BehaveGpt, BehaveGptConfig};
-use behavior_models::SequenceModel;
-use behavior_train::{AdamW, AdamWConfig};
+use behavior_train::{fit, FitOptions, Loss, LossConfig, TrainConfig};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use std::collections::BTreeMap;
 use tch::nn::VarStore;
-use tch::{Device, Kind};
+use tch::Device;
 
 const K: i64 = TRAIN_K;
 const B: i64 = TRAIN_B;
 
+/// Optimizer steps per timed `fit` call.
+const STEPS: u64 = 2;
+
 fn bench_config(c: &mut Criterion, name: &str, cfg: &BehaveGptConfig, device: Device, bf16: bool) {
     tch::set_num_threads(2);
     tch::manual_seed(0);
-    let vs = VarStore::new(device);
+    let mut vs = VarStore::new(device);
     let model = BehaveGpt::new(&vs.root(), cfg).expect("model");
-    if bf16 {
-        model.set_compute_kind(Kind::BFloat16);
-    }
-    let mut opt = AdamW::new(&vs, &AdamWConfig::default()).expect("optimizer");
-    let b = train_batch(cfg, device);
+    let data = train_batch(cfg, device);
+    let tcfg = TrainConfig {
+        max_steps: STEPS,
+        batch_size: B,
+        lr: 1e-3,
+        warmup_steps: 0,
+        log_every: STEPS,
+        restore_best: false,
+        bf16,
+        ..TrainConfig::default()
+    };
+    let mut loss = Loss::new(&LossConfig::Ce, &vec![1.0; K as usize], device).expect("loss");
+    let mut no_eval = |_: &BehaveGpt| -> behavior_train::Result<BTreeMap<String, f64>> {
+        Ok(BTreeMap::new())
+    };
+    let opts = FitOptions::default();
     let mut group = c.benchmark_group("train");
-    group.throughput(Throughput::Elements(B as u64));
+    group.throughput(Throughput::Elements(STEPS * B as u64));
     group.sample_size(10);
     group.bench_function(name, |bench| {
         bench.iter(|| {
-            opt.zero_grad();
-            let logits = model.logits(&b, true).expect("forward");
-            let loss = logits
-                .view([-1, K])
-                .cross_entropy_for_logits(&b.target.view([-1]));
-            loss.backward();
-            let _ = opt.clip_grad_norm(1.0).expect("clip");
-            opt.step(1e-3).expect("step");
-            // Reading the loss waits for the step (CPU ops are synchronous; on CUDA it syncs).
-            loss.double_value(&[])
+            // fit reads the losses back at its last step, which waits for the work (CUDA too).
+            fit(&tcfg, &model, &mut vs, &data, &mut loss, &mut no_eval, &opts).expect("fit")
         })
     });
     group.finish();
@@ -59,6 +68,7 @@ fn train(c: &mut Criterion) {
     let configs = [
         ("sasrec_size_d64_l2", train_config(64, 2, 2)),
         ("d256_l4", train_config(256, 4, 4)),
+        ("d512_l4", train_config(512, 4, 8)),
     ];
     if std::env::var("BEHAVIOR_BENCH_DEVICE").is_ok_and(|d| d.starts_with("cuda")) {
         assert!(
@@ -70,7 +80,7 @@ fn train(c: &mut Criterion) {
             let dt = if bf16 { "bf16" } else { "f32" };
             bench_config(
                 c,
-                &format!("cuda_step_{name}_{dt}"),
+                &format!("cuda_fit_{name}_{dt}"),
                 cfg,
                 Device::Cuda(0),
                 bf16,
@@ -79,7 +89,7 @@ fn train(c: &mut Criterion) {
         return;
     }
     for (name, cfg) in &configs {
-        bench_config(c, &format!("cpu_step_{name}"), cfg, Device::Cpu, false);
+        bench_config(c, &format!("cpu_fit_{name}"), cfg, Device::Cpu, false);
     }
     if !behavior_models::device::retain_freed_cpu_memory() {
         eprintln!("allocator settings need glibc: skipping the _malloc_cache variants");
@@ -88,7 +98,7 @@ fn train(c: &mut Criterion) {
     for (name, cfg) in &configs {
         bench_config(
             c,
-            &format!("cpu_step_{name}_malloc_cache"),
+            &format!("cpu_fit_{name}_malloc_cache"),
             cfg,
             Device::Cpu,
             false,

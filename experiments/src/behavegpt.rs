@@ -15,50 +15,36 @@
 
 use anyhow::{ensure, Context, Result};
 use behavior_data::loaders::foursquare;
-use behavior_data::samples::{sequence_batch, SequenceBatch};
-use behavior_data::simulator::{simulate, SimConfig};
-use behavior_data::{Dataset, Split, SplitConfig, Strictness, NUM_RESERVED};
-use behavior_eval::plot::{self, Series};
-use behavior_eval::{evaluate, EvalConfig, Evaluation, Report, ScoreMatrix};
-use behavior_models::baselines::{Markov, MostPopular, UserMostFrequent};
-use behavior_models::behavegpt::{BehaveGpt, BehaveGptConfig, Combine};
-use behavior_models::gru4rec::{Gru4Rec, Gru4RecConfig};
-use behavior_models::sasrec::{SasRec, SasRecConfig};
-use behavior_models::{SeqBatch, SequenceModel};
-use behavior_train::{fit, score_last, EarlyStop, FitOptions, Loss, LossConfig, Mode, TrainConfig};
-use rand::SeedableRng;
+use behavior_data::simulator::SimConfig;
+use behavior_data::{registry, Dataset, Split, SplitConfig, Strictness};
+use behavior_eval::claim::{
+    assess_claim, ClaimAssessment, ClaimConfig, ClaimMetric, SystemRuns, Verdict as ClaimVerdict,
+};
+use behavior_eval::plot;
+use behavior_eval::{EvalConfig, Evaluation, Report};
+use behavior_models::behavegpt::{BehaveGptConfig, Combine};
+use behavior_models::gru4rec::Gru4RecConfig;
+use behavior_models::sasrec::SasRecConfig;
+use behavior_models::zoo::ModelSpec;
+use behavior_train::{EarlyStop, LossConfig, Mode, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use tch::nn::VarStore;
-use tch::{Device, Tensor};
+use tch::Device;
 
 use crate::cli::{CommonArgs, Preset};
 use crate::config::{resolve, ExperimentConfig};
-use crate::datasets::{load_known, GenericSource, KNOWN};
+use crate::datasets::GenericSource;
 use crate::run::Run;
-
-/// Sizes of a transformer (BehaveGPT or SASRec).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NetSizes {
-    /// Width.
-    pub d_model: i64,
-    /// Blocks.
-    pub n_layers: i64,
-    /// Heads.
-    pub n_heads: i64,
-    /// Dropout.
-    pub dropout: f64,
-}
+use crate::table::{run_systems, LoopOptions, Outcomes, Role, System, SystemKind, Task, WindowConfig};
 
 /// The experiment's config (the preset's values, then `--config`, then `--set`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct BehaveGptExpConfig {
-    /// `simulator`, `foursquare`, any other ordered data set `experiments datasets` knows
-    /// (`ml-100k`, `ml-100k-genre`, `tsinghua-sample`, `llmob-tokyo`; aliases `sim`,
-    /// `foursquare-nyc`), or `generic` (the CSV and column spec of the `generic` table).
+    /// Any ordered data set of the registry (`behavior_data::registry`: `sim`/`simulator`,
+    /// `foursquare-nyc`/`foursquare`, `ml-100k`, `ml-100k-genre`, `tsinghua-sample`,
+    /// `llmob-tokyo`), or `generic` (the CSV and column spec of the `generic` table).
     pub dataset: String,
     /// The event CSV read when `dataset = "generic"` (`[generic]` table with `path` and `spec`;
     /// see `datasets/generic-csv.md`).
@@ -67,9 +53,9 @@ pub struct BehaveGptExpConfig {
     /// Skip malformed rows of a real data set (counted and reported) instead of failing.
     #[serde(default)]
     pub lenient: bool,
-    /// Simulator scenario (used when `dataset = "simulator"`).
+    /// Simulator scenario (used when `dataset = "sim"`).
     pub sim: SimConfig,
-    /// Foursquare loader options (used when `dataset = "foursquare"`).
+    /// Foursquare loader options (used when `dataset = "foursquare-nyc"`).
     pub foursquare: foursquare::Options,
     /// Seeds: `seed, seed+1, …` (model initialisation, data order, dropout).
     pub seeds: u64,
@@ -84,14 +70,13 @@ pub struct BehaveGptExpConfig {
     /// At most this many validation / test samples (0 = all): a uniform sample as for
     /// `max_train`, the same for every model and seed of a run.
     pub max_eval: usize,
-    /// BehaveGPT's sizes.
-    pub behavegpt: NetSizes,
-    /// How BehaveGPT combines its four streams.
-    pub combine: Combine,
-    /// SASRec's sizes.
-    pub sasrec: NetSizes,
-    /// GRU4Rec hidden width.
-    pub gru_hidden: i64,
+    /// BehaveGPT's config. `n_behaviours`, `n_locations`, `n_slots`, `max_len` and
+    /// `input_offset` are set from the data and `window` at run time (values here are ignored).
+    pub behavegpt: BehaveGptConfig,
+    /// SASRec's config (`n_behaviours`, `max_len`, `input_offset` set from the data).
+    pub sasrec: SasRecConfig,
+    /// GRU4Rec's config (`n_behaviours`, `input_offset` set from the data).
+    pub gru4rec: Gru4RecConfig,
     /// Trainer settings shared by every neural model.
     pub train: TrainConfig,
     /// Group-DRO step η.
@@ -109,10 +94,26 @@ pub struct BehaveGptExpConfig {
 impl BehaveGptExpConfig {
     /// The preset's values.
     pub fn preset(p: Preset) -> Self {
-        let net = |d, n, h| NetSizes {
+        // Data-dependent sizes (K, locations, slots, L) are placeholders, set from the data.
+        let bgpt = |d, n, h| BehaveGptConfig {
+            combine: Combine::Concat,
+            ..BehaveGptConfig::sized(2, 4, 24, d, n, h)
+        };
+        let sasrec = |d, n, h| SasRecConfig {
+            n_behaviours: 2,
+            input_offset: behavior_data::NUM_RESERVED as i64,
+            max_len: 2,
             d_model: d,
             n_layers: n,
             n_heads: h,
+            dropout: 0.1,
+        };
+        let gru = |d| Gru4RecConfig {
+            n_behaviours: 2,
+            input_offset: behavior_data::NUM_RESERVED as i64,
+            d_embed: d,
+            d_hidden: d,
+            n_layers: 1,
             dropout: 0.1,
         };
         let train = |steps, batch, eval_every| TrainConfig {
@@ -131,99 +132,136 @@ impl BehaveGptExpConfig {
             keep_last: 1,
             ..TrainConfig::default()
         };
+        let base = Self {
+            dataset: "sim".into(),
+            generic: None,
+            lenient: false,
+            sim: SimConfig::default(),
+            foursquare: foursquare::Options::default(),
+            seeds: 3,
+            window: 12,
+            train_stride: 2,
+            max_train: 2000,
+            max_eval: 500,
+            behavegpt: bgpt(32, 2, 2),
+            sasrec: sasrec(32, 2, 2),
+            gru4rec: gru(32),
+            train: train(20, 32, 10),
+            dro_eta: 0.05,
+            dro_kappa: 1.0,
+            kl_lambda: 1.0,
+            markov_alpha: 1.0,
+            eval_batch: 256,
+        };
         match p {
             Preset::Smoke => Self {
-                dataset: "simulator".into(),
-                generic: None,
-                lenient: false,
                 sim: SimConfig {
                     users: 40,
                     days: 5,
                     behaviors: 30,
                     ..SimConfig::default()
                 },
-                foursquare: foursquare::Options::default(),
-                seeds: 3,
-                window: 12,
-                train_stride: 2,
-                max_train: 2000,
-                max_eval: 500,
-                behavegpt: net(32, 2, 2),
-                combine: Combine::Concat,
-                sasrec: net(32, 2, 2),
-                gru_hidden: 32,
-                train: train(20, 32, 10),
-                dro_eta: 0.05,
-                dro_kappa: 1.0,
-                kl_lambda: 1.0,
-                markov_alpha: 1.0,
-                eval_batch: 256,
+                ..base
             },
             // About 12 minutes on 2 idle cores (15 trainings of 1,200 steps, 20–60 s each).
             Preset::Cpu => Self {
-                dataset: "simulator".into(),
-                generic: None,
-                lenient: false,
                 sim: SimConfig {
                     users: 300,
                     days: 28,
                     ..SimConfig::default()
                 },
-                foursquare: foursquare::Options::default(),
-                seeds: 3,
                 window: 32,
                 train_stride: 4,
                 max_train: 30_000,
                 max_eval: 3_000,
-                behavegpt: net(64, 2, 4),
-                combine: Combine::Concat,
-                sasrec: net(64, 2, 2),
-                gru_hidden: 64,
+                behavegpt: bgpt(64, 2, 4),
+                sasrec: sasrec(64, 2, 2),
+                gru4rec: gru(64),
                 train: train(1200, 128, 200),
                 dro_eta: 0.01,
-                dro_kappa: 1.0,
-                kl_lambda: 1.0,
-                markov_alpha: 1.0,
                 eval_batch: 512,
+                ..base
             },
             Preset::Gpu => Self {
-                dataset: "simulator".into(),
-                generic: None,
-                lenient: false,
                 sim: SimConfig {
                     users: 1000,
                     days: 28,
                     ..SimConfig::default()
                 },
-                foursquare: foursquare::Options::default(),
                 seeds: 5,
                 window: 64,
                 train_stride: 4,
                 max_train: 0,
                 max_eval: 0,
-                behavegpt: net(256, 6, 8),
-                combine: Combine::Concat,
-                sasrec: net(128, 2, 2),
-                gru_hidden: 128,
+                behavegpt: bgpt(256, 6, 8),
+                sasrec: sasrec(128, 2, 2),
+                gru4rec: gru(128),
                 train: train(4000, 256, 250),
                 dro_eta: 0.01,
-                dro_kappa: 1.0,
-                kl_lambda: 1.0,
-                markov_alpha: 1.0,
                 eval_batch: 2048,
+                ..base
             },
         }
+    }
+
+    fn windows(&self) -> WindowConfig {
+        WindowConfig {
+            window: self.window,
+            train_stride: self.train_stride,
+            max_train: self.max_train,
+            max_eval: self.max_eval,
+        }
+    }
+
+    /// The table's rows: five baselines, then BehaveGPT with CE, group DRO and KL DRO.
+    pub fn systems(&self) -> Vec<System> {
+        let neural = |model: ModelSpec, loss: LossConfig| SystemKind::Neural { model, loss };
+        let bgpt = ModelSpec::Behavegpt(self.behavegpt.clone());
+        vec![
+            System::baseline("most-popular", SystemKind::MostPopular),
+            System::baseline("user most-frequent", SystemKind::UserMostFrequent),
+            System::baseline(
+                "Markov-1",
+                SystemKind::Markov {
+                    alpha: self.markov_alpha,
+                },
+            ),
+            System::baseline(
+                "SASRec",
+                neural(ModelSpec::Sasrec(self.sasrec.clone()), LossConfig::Ce),
+            ),
+            System::baseline(
+                "GRU4Rec",
+                neural(ModelSpec::Gru4rec(self.gru4rec.clone()), LossConfig::Ce),
+            ),
+            System::method("BehaveGPT (CE)", neural(bgpt.clone(), LossConfig::Ce)),
+            System::method(
+                "BehaveGPT (group DRO)",
+                neural(
+                    bgpt.clone(),
+                    LossConfig::GroupDro {
+                        eta: self.dro_eta,
+                        kappa: (self.dro_kappa > 0.0).then_some(self.dro_kappa),
+                    },
+                ),
+            ),
+            System::method(
+                "BehaveGPT (KL DRO)",
+                neural(
+                    bgpt,
+                    LossConfig::KlDro {
+                        lambda: self.kl_lambda,
+                    },
+                ),
+            ),
+        ]
     }
 }
 
 impl ExperimentConfig for BehaveGptExpConfig {
     fn check(&self) -> Result<()> {
         let name = self.dataset.as_str();
-        ensure!(
-            ALIASES.contains(&name) || KNOWN.contains(&name),
-            "dataset must be one of {ALIASES:?} or {KNOWN:?}, got {name:?}"
-        );
-        if self.dataset == "generic" {
+        if name == "generic" {
             let g = self
                 .generic
                 .as_ref()
@@ -231,42 +269,31 @@ impl ExperimentConfig for BehaveGptExpConfig {
             g.spec
                 .check()
                 .with_context(|| format!("generic {}", g.path.display()))?;
+        } else {
+            registry::resolve(name).map_err(|_| {
+                anyhow::anyhow!(
+                    "dataset must be one of {} or generic, got {name:?}",
+                    registry::accepted_names().join(", ")
+                )
+            })?;
         }
         ensure!(self.seeds >= 1, "seeds must be at least 1");
-        ensure!(self.window >= 2, "window must be at least 2");
-        ensure!(self.train_stride >= 1, "train_stride must be at least 1");
-        ensure!(self.gru_hidden >= 1, "gru_hidden must be at least 1");
         ensure!(self.eval_batch >= 1, "eval_batch must be at least 1");
-        ensure!(self.markov_alpha > 0.0, "markov_alpha must be > 0");
         ensure!(self.dro_kappa >= 0.0, "dro_kappa must be >= 0");
+        self.windows().check()?;
         self.sim.check().context("sim")?;
         self.train.check().context("train")?;
-        LossConfig::GroupDro {
-            eta: self.dro_eta,
-            kappa: None,
-        }
-        .check()?;
-        LossConfig::KlDro {
-            lambda: self.kl_lambda,
-        }
-        .check()?;
-        self.bgpt_config(10, 10, 24).check().context("behavegpt")?;
-        Ok(())
-    }
-}
-
-impl BehaveGptExpConfig {
-    fn bgpt_config(&self, k: i64, locs: i64, slots: i64) -> BehaveGptConfig {
-        BehaveGptConfig {
-            input_offset: NUM_RESERVED as i64,
+        let shape = behavior_models::zoo::DataShape {
+            n_behaviours: 10,
+            n_locations: 10,
+            n_slots: 24,
             max_len: self.window as i64,
-            d_model: self.behavegpt.d_model,
-            n_layers: self.behavegpt.n_layers,
-            n_heads: self.behavegpt.n_heads,
-            dropout: self.behavegpt.dropout,
-            combine: self.combine,
-            ..BehaveGptConfig::smoke(k, locs, slots)
+            input_offset: behavior_data::NUM_RESERVED as i64,
+        };
+        for s in self.systems() {
+            s.check(&shape)?;
         }
+        Ok(())
     }
 }
 
@@ -284,96 +311,41 @@ pub const COLUMNS: [(&str, &str); 10] = [
     ("tail Rec_m", "tail/R_m"),
 ];
 
-/// Host-side windows of one split part, and their device tensors.
-struct Part {
-    host: SequenceBatch,
-    tensors: SeqBatch,
-}
-
-/// Converts `behavior-data` windows into model tensors with a next-behaviour target at every
-/// real position (the following history event, or the sample's target at the last position).
-fn to_tensors(b: &SequenceBatch, device: Device) -> Result<SeqBatch> {
-    let (n, l) = (b.n as i64, b.len);
-    let mut target = vec![-1i64; b.n * l];
-    for i in 0..b.n {
-        let row = &b.history[i * l..(i + 1) * l];
-        let real = b.lengths[i] as usize;
-        for p in l - real..l {
-            target[i * l + p] = if p + 1 < l {
-                row[p + 1] as i64 - NUM_RESERVED as i64
-            } else {
-                b.target[i] as i64
-            };
-        }
-        if real == 0 {
-            // No history at all: the last (padding) position still predicts the target.
-            target[i * l + l - 1] = b.target[i] as i64;
-        }
-    }
-    let t = |v: &[u32]| -> Result<Tensor> {
-        let v: Vec<i64> = v.iter().map(|&x| x as i64).collect();
-        Ok(Tensor::from_slice(&v)
-            .f_view([n, l as i64])?
-            .f_to_device(device)?)
-    };
-    Ok(SeqBatch {
-        weekday: t(&b.hist_weekday)?,
-        slot: t(&b.hist_slot)?,
-        loc: t(&b.hist_location)?,
-        behaviour: t(&b.history)?,
-        target: Tensor::from_slice(&target)
-            .f_view([n, l as i64])?
-            .f_to_device(device)?,
-    })
-}
-
-fn part(ds: &Dataset, targets: &[u32], cfg: &BehaveGptExpConfig, device: Device) -> Result<Part> {
-    let host = sequence_batch(&ds.log, targets, cfg.window);
-    let tensors = to_tensors(&host, device)?;
-    Ok(Part { host, tensors })
-}
-
-/// At most `max` of `v` (0 = all): a uniform sample without replacement drawn with `seed`, in the
-/// original order. A prefix would keep the first users of the log only.
-pub fn subsample(v: &[u32], max: usize, seed: u64) -> Vec<u32> {
-    if max == 0 || v.len() <= max {
-        return v.to_vec();
-    }
-    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-    let mut idx = rand::seq::index::sample(&mut rng, v.len(), max).into_vec();
-    idx.sort_unstable();
-    idx.into_iter().map(|i| v[i]).collect()
-}
-
-/// Names `dataset` (`--dataset`) accepts besides the `datasets` experiment's [`KNOWN`] ones.
-pub const ALIASES: [&str; 3] = ["simulator", "foursquare", "generic"];
-
+/// Loads the configured data set: the registry's loader (Foursquare with this experiment's
+/// loader options), or the generic CSV; refuses logs without an event order.
 fn load_dataset(cfg: &BehaveGptExpConfig) -> Result<Dataset> {
     let root = behavior_data::loaders::datasets_root();
-    let ds = match cfg.dataset.as_str() {
-        "simulator" | "sim" => simulate(&cfg.sim)?,
-        "foursquare" | "foursquare-nyc" => {
-            let dir = root.join("foursquare-nyc-getnext");
+    let load = if cfg.lenient {
+        behavior_data::LoadOptions::lenient()
+    } else {
+        behavior_data::LoadOptions::default()
+    };
+    let ds = if cfg.dataset == "generic" {
+        cfg.generic
+            .as_ref()
+            .context("dataset = \"generic\" needs a [generic] table")?
+            .load(cfg.lenient)?
+    } else {
+        let known = registry::resolve(&cfg.dataset)?;
+        ensure!(
+            known.ordered,
+            "{}: its events have no order, and next-behaviour prediction needs ordered sequences \
+             (Frappe-style context logs are for context-aware models)",
+            known.name
+        );
+        if known.name == "foursquare-nyc" {
+            let dir = root.join(known.folder.unwrap_or_default());
             let mut opts = cfg.foursquare.clone();
             if cfg.lenient {
                 opts.load.strictness = Strictness::Lenient;
             }
             foursquare::load(&dir, &opts)
                 .with_context(|| format!("loading Foursquare NYC from {}", dir.display()))?
+        } else {
+            registry::load(known.name, &root, &cfg.sim, &load).with_context(|| {
+                format!("loading {} (set BEHAVIOR_DATASETS to its root)", known.name)
+            })?
         }
-        "generic" => {
-            let g = cfg
-                .generic
-                .as_ref()
-                .context("dataset = \"generic\" needs a [generic] table")?;
-            g.load(cfg.lenient)?
-        }
-        other => load_known(other, &root, &cfg.sim, cfg.lenient)?.with_context(|| {
-            format!(
-                "data set {other} not found under {} (set BEHAVIOR_DATASETS)",
-                root.display()
-            )
-        })?,
     };
     ensure!(
         ds.ordered,
@@ -392,22 +364,11 @@ pub struct Outcome {
     pub evaluations: BTreeMap<String, Vec<Evaluation>>,
     /// The verdict line about the paper's claim.
     pub verdict: String,
+    /// The claim checks (weighted recall, then macro recall).
+    pub claims: Vec<ClaimAssessment>,
     /// The run folder.
     pub dir: PathBuf,
 }
-
-const BASELINES: [&str; 5] = [
-    "most-popular",
-    "user most-frequent",
-    "Markov-1",
-    "SASRec",
-    "GRU4Rec",
-];
-const OURS: [&str; 3] = [
-    "BehaveGPT (CE)",
-    "BehaveGPT (group DRO)",
-    "BehaveGPT (KL DRO)",
-];
 
 /// Runs the experiment (`dataset` overrides the config's `dataset` key; `resume` continues each
 /// training from its latest checkpoint in the run folder).
@@ -429,241 +390,52 @@ pub fn run(
     let run = Run::start("behavegpt", common, device, &cfg)?;
     let ds = load_dataset(&cfg)?;
     let split = Split::of_dataset(&ds, &SplitConfig::default())?;
-    let k = ds.num_classes();
-    ensure!(k >= 2, "{}: only {k} behaviour classes", ds.name);
-    let counts: Vec<f64> = split.train_counts().iter().map(|&c| c as f64).collect();
-    let is_anchor = split.anchor_tail().is_anchor.clone();
     tracing::info!("{}: {}", ds.name, ds.summary());
+    let task = Task::new(
+        &ds,
+        &split,
+        &cfg.windows(),
+        EvalConfig {
+            ks: vec![1, 3, 5, 10],
+        },
+        common.seed,
+        device,
+    )?;
     tracing::info!(
-        "{}: {} anchor classes of {k} ({:.1} % of training targets)",
+        "{}: {} anchor classes of {} ({:.1} % of training targets)",
         ds.name,
-        is_anchor.iter().filter(|&&a| a).count(),
+        task.is_anchor.iter().filter(|&&a| a).count(),
+        task.k,
         100.0 * split.stats.anchor_share
     );
-
-    // Windows: every train_stride-th training target, then seeded uniform samples of at most
-    // max_train training and max_eval validation / test windows.
-    let train_targets: Vec<u32> = split
-        .train
-        .iter()
-        .copied()
-        .step_by(cfg.train_stride)
-        .collect();
-    let train_targets = subsample(&train_targets, cfg.max_train, common.seed ^ 0x7EA1);
-    let train = part(&ds, &train_targets, &cfg, device)?;
-    let valid = part(
-        &ds,
-        &subsample(&split.valid, cfg.max_eval, common.seed ^ 0x7A11D),
-        &cfg,
-        device,
+    let systems = cfg.systems();
+    let out = run_systems(
+        &run,
+        &task,
+        &systems,
+        &LoopOptions {
+            train: &cfg.train,
+            seeds: (0..cfg.seeds).map(|s| common.seed + s).collect(),
+            eval_batch: cfg.eval_batch,
+            valid_metrics: &["R_w", "R_m", "NDCG@5"],
+            resume,
+            device,
+        },
     )?;
-    let test = part(
-        &ds,
-        &subsample(&split.test, cfg.max_eval, common.seed ^ 0x7E57),
-        &cfg,
-        device,
-    )?;
-    ensure!(
-        train.host.n > 0 && valid.host.n > 0 && test.host.n > 0,
-        "empty split part"
-    );
-    let ecfg = EvalConfig {
-        ks: vec![1, 3, 5, 10],
-    };
-    let eval_scores = |scores: &[f32], host: &SequenceBatch| -> Result<Evaluation> {
-        let s = ScoreMatrix::new(scores, host.n, k)?;
-        Ok(evaluate(&s, &host.target, Some(&is_anchor), &ecfg)?)
-    };
-
-    // Count baselines: fitted on every training target (not only the strided windows).
-    let all_train = sequence_batch(&ds.log, &split.train, 1);
-    let prev_of = |b: &SequenceBatch| -> Vec<Option<u32>> {
-        (0..b.n)
-            .map(|i| {
-                let tok = b.history[i * b.len + b.len - 1];
-                (b.lengths[i] > 0).then(|| tok.saturating_sub(NUM_RESERVED))
-            })
-            .collect()
-    };
-    let mut evals: BTreeMap<String, Vec<Evaluation>> = BTreeMap::new();
-    let mp = MostPopular::fit(&all_train.target, k)?;
-    let uf = UserMostFrequent::fit(&all_train.user, &all_train.target, k)?;
-    let pairs: Vec<(u32, u32)> = prev_of(&all_train)
-        .into_iter()
-        .zip(&all_train.target)
-        .filter_map(|(p, &y)| p.map(|p| (p, y)))
-        .collect();
-    let (prev, next): (Vec<u32>, Vec<u32>) = pairs.into_iter().unzip();
-    let mk = Markov::fit(&prev, &next, k, cfg.markov_alpha)?;
-    let test_prev = prev_of(&test.host);
-    let mut markov_scores = mp.score(test.host.n);
-    for (i, p) in test_prev.iter().enumerate() {
-        if let Some(p) = p {
-            markov_scores[i * k..(i + 1) * k].copy_from_slice(&mk.score(&[*p])?);
-        }
-    }
-    // Count baselines are deterministic: the same evaluation for every seed (std 0).
-    for (name, scores) in [
-        ("most-popular", mp.score(test.host.n)),
-        ("user most-frequent", uf.score(&test.host.user)),
-        ("Markov-1", markov_scores),
-    ] {
-        let e = eval_scores(&scores, &test.host)?;
-        evals.insert(name.into(), vec![e; cfg.seeds as usize]);
-    }
-
-    // Neural models.
-    let slots = ds.num_slots as i64;
-    let locs = ds.locations.len() as i64;
-    let mut curves: Vec<Series> = vec![];
-    let mut class_weights: BTreeMap<String, Vec<f32>> = BTreeMap::new();
-    for s in 0..cfg.seeds {
-        let seed = common.seed + s;
-        for name in BASELINES[3..].iter().chain(OURS.iter()) {
-            tch::manual_seed(seed as i64);
-            let vs = VarStore::new(device);
-            let root = vs.root();
-            let model: Box<dyn SequenceModel> = match *name {
-                "SASRec" => Box::new(SasRec::new(
-                    &(&root / "sasrec"),
-                    &SasRecConfig {
-                        n_behaviours: k as i64,
-                        input_offset: NUM_RESERVED as i64,
-                        max_len: cfg.window as i64,
-                        d_model: cfg.sasrec.d_model,
-                        n_layers: cfg.sasrec.n_layers,
-                        n_heads: cfg.sasrec.n_heads,
-                        dropout: cfg.sasrec.dropout,
-                    },
-                )?),
-                "GRU4Rec" => Box::new(Gru4Rec::new(
-                    &(&root / "gru4rec"),
-                    &Gru4RecConfig {
-                        n_behaviours: k as i64,
-                        input_offset: NUM_RESERVED as i64,
-                        d_embed: cfg.gru_hidden,
-                        d_hidden: cfg.gru_hidden,
-                        n_layers: 1,
-                        dropout: 0.1,
-                    },
-                )?),
-                _ => Box::new(BehaveGpt::new(
-                    &(&root / "behavegpt"),
-                    &cfg.bgpt_config(k as i64, locs, slots),
-                )?),
-            };
-            let loss_cfg = match *name {
-                "BehaveGPT (group DRO)" => LossConfig::GroupDro {
-                    eta: cfg.dro_eta,
-                    kappa: (cfg.dro_kappa > 0.0).then_some(cfg.dro_kappa),
-                },
-                "BehaveGPT (KL DRO)" => LossConfig::KlDro {
-                    lambda: cfg.kl_lambda,
-                },
-                _ => LossConfig::Ce,
-            };
-            let mut loss = Loss::new(&loss_cfg, &counts, device)?;
-            let tag = format!("{}-seed{seed}", slug(name));
-            let opts = FitOptions {
-                dir: Some(run.path().join("train").join(&tag)),
-                resume,
-                stop_after: None,
-                progress: true,
-                label: tag.clone(),
-            };
-            let tcfg = TrainConfig {
-                seed,
-                ..cfg.train.clone()
-            };
-            let mut vs = vs;
-            let mut on_valid = |m: &(dyn SequenceModel + 'static)| -> behavior_train::Result<BTreeMap<String, f64>> {
-                let scores = score_last(m, &valid.tensors, cfg.eval_batch)?;
-                let e = eval_scores(&scores, &valid.host)
-                    .map_err(|e| behavior_train::Error::Config(format!("validation: {e:#}")))?;
-                Ok(["R_w", "R_m", "NDCG@5"].iter().filter_map(|m| e.metric(m).map(|v| (m.to_string(), v))).collect())
-            };
-            let summary = fit(
-                &tcfg,
-                model.as_ref(),
-                &mut vs,
-                &train.tensors,
-                &mut loss,
-                &mut on_valid,
-                &opts,
-            )
-            .with_context(|| format!("training {tag}"))?;
-            let scores = score_last(model.as_ref(), &test.tensors, cfg.eval_batch)?;
-            let e = eval_scores(&scores, &test.host)?;
-            tracing::info!(
-                "{tag}: {} steps in {:.1}s, test R_w {:.4} R_m {:.4}",
-                summary.steps,
-                summary.seconds,
-                e.metric("R_w").unwrap_or(f64::NAN),
-                e.metric("R_m").unwrap_or(f64::NAN)
-            );
-            evals.entry(name.to_string()).or_default().push(e);
-            if s == 0 {
-                curves.push(Series {
-                    name: name.to_string(),
-                    points: summary
-                        .curve
-                        .iter()
-                        .map(|p| (p.step as f64, p.loss))
-                        .collect(),
-                });
-                if let Some(w) = summary.class_weights {
-                    class_weights.insert(name.to_string(), w);
-                }
-            }
-        }
-    }
 
     // The table.
     let title = format!(
         "BehaveGPT next-behaviour prediction on {} ({} classes, {} seeds)",
-        ds.name, k, cfg.seeds
+        ds.name, task.k, cfg.seeds
     );
     let mut report = Report::new(title, COLUMNS.iter().map(|c| c.1));
-    for name in BASELINES.iter().chain(OURS.iter()) {
-        report.add_evaluations(*name, &evals[*name])?;
+    for name in &out.order {
+        report.add_evaluations(name.as_str(), &out.evals[name])?;
     }
     // Show the papers' column names (the lookups above used behavior-eval's keys).
     report.metrics = COLUMNS.iter().map(|c| c.0.to_owned()).collect();
-    let mean = |name: &str, m: &str| -> f64 {
-        let v: Vec<f64> = evals[name].iter().filter_map(|e| e.metric(m)).collect();
-        v.iter().sum::<f64>() / v.len().max(1) as f64
-    };
-    let best =
-        |names: &[&str], m: &str| -> (String, f64) {
-            names.iter().map(|n| (n.to_string(), mean(n, m))).fold(
-                (String::new(), f64::MIN),
-                |a, b| if b.1 > a.1 { b } else { a },
-            )
-        };
-    let mut lines = vec![];
-    let mut holds = true;
-    for (label, m) in [("weighted recall", "R_w"), ("macro recall", "R_m")] {
-        let (bn, bv) = best(&BASELINES, m);
-        let (on, ov) = best(&OURS, m);
-        let rel = if bv > 0.0 {
-            (ov - bv) / bv
-        } else {
-            f64::INFINITY
-        };
-        holds &= rel > 0.10;
-        lines.push(format!(
-            "{label}: best BehaveGPT variant {on} {:.2} vs best baseline {bn} {:.2} → {:+.1} % relative (paper: > +10 %)",
-            100.0 * ov,
-            100.0 * bv,
-            100.0 * rel
-        ));
-    }
-    let verdict = format!(
-        "Verdict: the paper's claim (> 10 % better macro and weighted recall than the baselines) is {} on {} with the {} preset.",
-        if holds { "REPRODUCED" } else { "NOT reproduced" },
-        ds.name,
-        common.preset
-    );
+    let (lines, verdict, assessments) = claim(&out, &task, &ds.name, common.preset)?;
+    run.write("claim.json", &serde_json::to_vec_pretty(&assessments)?)?;
     report.add_note(format!(
         "Columns: {}. Anchor/tail recall = recall on the test samples whose true class is an anchor (train share > 1 %) / a tail class (their accuracy); anchor/tail Rec_m = per-class recall averaged over the anchor / tail classes present in the test set. Count baselines are deterministic (std 0).",
         COLUMNS.iter().map(|c| format!("{} = {}", c.0, c.1)).collect::<Vec<_>>().join(", ")
@@ -677,7 +449,8 @@ pub fn run(
     run.write("table.md", report.to_markdown().as_bytes())?;
     run.write("table.csv", report.to_csv().as_bytes())?;
     run.write("table.json", report.to_json()?.as_bytes())?;
-    let per_seed: BTreeMap<&String, Vec<BTreeMap<&str, Option<f64>>>> = evals
+    let per_seed: BTreeMap<&String, Vec<BTreeMap<&str, Option<f64>>>> = out
+        .evals
         .iter()
         .map(|(n, es)| {
             (
@@ -691,13 +464,13 @@ pub fn run(
     run.write("per_seed.json", &serde_json::to_vec_pretty(&per_seed)?)?;
     run.write(
         "class_weights.json",
-        &serde_json::to_vec_pretty(&class_weights)?,
+        &serde_json::to_vec_pretty(&out.class_weights)?,
     )?;
 
     // Per-class recall (mean over seeds) against training frequency, CE vs DRO.
     let recall_of = |name: &str| -> Vec<f64> {
-        let es = &evals[name];
-        (0..k)
+        let es = &out.evals[name];
+        (0..task.k)
             .map(|c| {
                 es.iter()
                     .map(|e| e.overall.classification.per_class[c].recall)
@@ -706,8 +479,13 @@ pub fn run(
             })
             .collect()
     };
-    let rec: Vec<(String, Vec<f64>)> = OURS.iter().map(|n| (n.to_string(), recall_of(n))).collect();
-    let systems: Vec<(&str, &[f64])> = rec
+    let rec: Vec<(String, Vec<f64>)> = out
+        .order
+        .iter()
+        .filter(|n| out.roles[*n] == Role::Method)
+        .map(|n| (n.clone(), recall_of(n)))
+        .collect();
+    let systems_recall: Vec<(&str, &[f64])> = rec
         .iter()
         .map(|(n, v)| (n.as_str(), v.as_slice()))
         .collect();
@@ -715,14 +493,14 @@ pub fn run(
         &run.path().join("recall_vs_frequency.svg"),
         "Per-class test recall vs training frequency: CE vs DRO",
         split.train_counts(),
-        &systems,
+        &systems_recall,
     )?;
     plot::training_curves(
         &run.path().join("training_curves.svg"),
         "Training loss (seed 0)",
         "step",
         "loss",
-        &curves,
+        &out.curves,
         false,
     )?;
     let md = report.to_markdown();
@@ -730,48 +508,74 @@ pub fn run(
     let dir = run.finish("ok")?;
     Ok(Outcome {
         report,
-        evaluations: evals,
+        evaluations: out.evals,
         verdict,
+        claims: assessments,
         dir,
     })
 }
 
-fn slug(name: &str) -> String {
-    name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
-        })
-        .collect::<String>()
-        .split('-')
-        .filter(|s| !s.is_empty())
-        .collect::<Vec<_>>()
-        .join("-")
-}
-
-#[cfg(test)]
-mod tests {
-    use super::subsample;
-
-    #[test]
-    fn subsample_is_seeded_ordered_and_not_a_prefix() {
-        let v: Vec<u32> = (0..1000).collect();
-        let a = subsample(&v, 100, 1);
-        assert_eq!(a.len(), 100);
-        assert!(
-            a.windows(2).all(|w| w[0] < w[1]),
-            "kept in order without repeats"
-        );
-        assert_eq!(a, subsample(&v, 100, 1));
-        assert_ne!(a, subsample(&v, 100, 2));
-        assert!(
-            *a.last().unwrap() > 500,
-            "spread over the whole range: {a:?}"
-        );
-        assert_eq!(subsample(&v, 0, 1), v);
-        assert_eq!(subsample(&v[..10], 100, 1), &v[..10]);
+/// The paper's claim (> 10 % better macro and weighted recall than the baselines), checked per
+/// metric by `behavior_eval::claim::assess_claim`: the best method row (by mean over seeds)
+/// against every baseline row on the same test samples — relative gain over the best baseline,
+/// a paired bootstrap over test samples (the macro metric recomputed on each resample) and
+/// McNemar per seed pair. The claim holds only if it is reproduced for both metrics.
+fn claim(
+    out: &Outcomes,
+    task: &Task,
+    dataset: &str,
+    preset: Preset,
+) -> Result<(Vec<String>, String, Vec<ClaimAssessment>)> {
+    let runs = |name: &String| -> SystemRuns<'_> {
+        SystemRuns::new(
+            name.as_str(),
+            out.predictions[name].iter().map(|p| p.as_slice()).collect(),
+        )
+    };
+    let names = |role: Role| -> Vec<&String> {
+        out.order.iter().filter(|n| out.roles[*n] == role).collect()
+    };
+    let mut lines = vec![];
+    let mut all = vec![];
+    for (label, metric) in [
+        ("weighted recall", ClaimMetric::WeightedRecall),
+        ("macro recall", ClaimMetric::MacroRecall),
+    ] {
+        let mean = |n: &String| -> f64 {
+            let v: Vec<f64> = out.evals[n].iter().filter_map(|e| e.metric(metric.key())).collect();
+            v.iter().sum::<f64>() / v.len().max(1) as f64
+        };
+        let best = names(Role::Method)
+            .into_iter()
+            .fold(None::<&String>, |b, n| match b {
+                Some(b) if mean(b) >= mean(n) => Some(b),
+                _ => Some(n),
+            })
+            .context("the table has no method row")?;
+        let baselines: Vec<SystemRuns<'_>> = names(Role::Baseline).into_iter().map(runs).collect();
+        let a = assess_claim(
+            &task.test.host.target,
+            task.k,
+            &runs(best),
+            &baselines,
+            &ClaimConfig {
+                metric,
+                min_relative_gain: 0.10,
+                ..ClaimConfig::default()
+            },
+        )?;
+        lines.push(format!("{label} (best BehaveGPT variant: {best}): {}", a.summary));
+        all.push(a);
     }
+    let verdict = if all.iter().all(|a| a.verdict == ClaimVerdict::Reproduced) {
+        ClaimVerdict::Reproduced
+    } else if all.iter().any(|a| a.verdict == ClaimVerdict::NotReproduced) {
+        ClaimVerdict::NotReproduced
+    } else {
+        ClaimVerdict::Inconclusive
+    };
+    let verdict = format!(
+        "Verdict: the paper's claim (> 10 % better macro and weighted recall than the baselines) is {verdict} on {dataset} with the {preset} preset (reproduced = gain ≥ 10 % and significant at 5 % for both metrics; not reproduced = the 95 % bootstrap interval of the relative gain lies below 10 % for either; otherwise inconclusive)."
+    );
+    Ok((lines, verdict, all))
 }

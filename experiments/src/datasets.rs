@@ -8,8 +8,8 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
-use behavior_data::loaders::{self, foursquare, frappe, recbole, tsinghua};
-use behavior_data::simulator::{simulate, SimConfig};
+use behavior_data::registry;
+use behavior_data::simulator::SimConfig;
 use behavior_data::{Dataset, LoadOptions, Split, SplitConfig, SplitMode};
 use serde::{Deserialize, Serialize};
 
@@ -17,22 +17,11 @@ use crate::cli::{CommonArgs, Preset};
 use crate::config::{resolve, ExperimentConfig};
 use crate::run::Run;
 
-/// Every data set name this experiment knows.
-pub const KNOWN: [&str; 7] = [
-    "sim",
-    "foursquare-nyc",
-    "frappe",
-    "ml-100k",
-    "ml-100k-genre",
-    "tsinghua-sample",
-    "llmob-tokyo",
-];
-
 /// Config of `experiments datasets`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetsConfig {
-    /// Data sets to load, among [`KNOWN`].
+    /// Data sets to load, by `behavior_data::registry` name or alias.
     pub datasets: Vec<String>,
     /// Folder holding the real data sets; empty = `$BEHAVIOR_DATASETS` or `../shared/datasets`.
     pub root: String,
@@ -87,7 +76,7 @@ impl DatasetsConfig {
             Preset::Cpu | Preset::Gpu => SimConfig::default(),
         };
         DatasetsConfig {
-            datasets: KNOWN.iter().map(|s| s.to_string()).collect(),
+            datasets: registry::KNOWN.iter().map(|k| k.name.to_string()).collect(),
             root: String::new(),
             sim,
             split: SplitConfig::default(),
@@ -100,8 +89,11 @@ impl DatasetsConfig {
 impl ExperimentConfig for DatasetsConfig {
     fn check(&self) -> Result<()> {
         for d in &self.datasets {
-            if !KNOWN.contains(&d.as_str()) {
-                bail!("datasets: unknown data set {d:?} (known: {KNOWN:?})");
+            if registry::lookup(d).is_none() {
+                bail!(
+                    "datasets: unknown data set {d:?} (known: {})",
+                    registry::accepted_names().join(", ")
+                );
             }
         }
         self.sim.check().context("sim")?;
@@ -135,7 +127,7 @@ pub struct StatsRow {
     pub split_mode: String,
 }
 
-/// Loads one of the [`KNOWN`] data sets (`sim` from the `sim` scenario, the others from their
+/// Loads a data set of the registry (`sim` from the `sim` scenario, the others from their
 /// folder under `root`); `Ok(None)` with a printed message when the folder is absent. `lenient`
 /// skips bad rows (counted and reported) instead of failing.
 pub fn load_known(
@@ -144,74 +136,14 @@ pub fn load_known(
     sim: &SimConfig,
     lenient: bool,
 ) -> Result<Option<Dataset>> {
-    let load = load_options(lenient);
-    let dir = |d: &str| -> Option<PathBuf> {
-        let p = root.join(d);
-        if p.is_dir() {
-            Some(p)
-        } else {
-            println!("{name}: skipped, {} not found", p.display());
-            None
+    match registry::load(name, root, sim, &load_options(lenient)) {
+        Ok(ds) => Ok(Some(ds)),
+        Err(behavior_data::Error::NotFound { path, .. }) => {
+            println!("{name}: skipped, {} not found", path.display());
+            Ok(None)
         }
-    };
-    let ds = match name {
-        "sim" => simulate(sim)?,
-        "foursquare-nyc" => match dir("foursquare-nyc-getnext") {
-            Some(p) => foursquare::load(
-                &p,
-                &foursquare::Options {
-                    load,
-                    ..Default::default()
-                },
-            )?,
-            None => return Ok(None),
-        },
-        "frappe" => match dir("frappe") {
-            Some(p) => frappe::load(
-                &p,
-                &frappe::Options {
-                    load,
-                    ..Default::default()
-                },
-            )?,
-            None => return Ok(None),
-        },
-        "ml-100k" | "ml-100k-genre" => match dir("ml-100k") {
-            Some(p) => {
-                let label = if name == "ml-100k" {
-                    recbole::Label::Item
-                } else {
-                    recbole::Label::NextGenre
-                };
-                recbole::load(
-                    &p,
-                    "ml-100k",
-                    &recbole::Options {
-                        label,
-                        load,
-                        ..Default::default()
-                    },
-                )?
-            }
-            None => return Ok(None),
-        },
-        "tsinghua-sample" => match dir("tsinghua-appusage-sample") {
-            Some(p) => tsinghua::load_sample(
-                &p,
-                &tsinghua::Options {
-                    load,
-                    ..Default::default()
-                },
-            )?,
-            None => return Ok(None),
-        },
-        "llmob-tokyo" => match dir("llmob-tokyo") {
-            Some(p) => loaders::llmob::load(&p, &load)?,
-            None => return Ok(None),
-        },
-        other => bail!("unknown data set {other}"),
-    };
-    Ok(Some(ds))
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn csv_field(s: &str) -> String {
@@ -232,7 +164,7 @@ pub fn main(common: &CommonArgs, device: tch::Device) -> Result<()> {
     cfg.sim.seed = cfg.sim.seed.wrapping_add(common.seed);
     let run = Run::start("datasets", common, device, &cfg)?;
     let root = if cfg.root.is_empty() {
-        loaders::datasets_root()
+        behavior_data::loaders::datasets_root()
     } else {
         PathBuf::from(&cfg.root)
     };

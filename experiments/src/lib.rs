@@ -9,3 +9,4 @@ pub mod config;
 pub mod datasets;
 pub mod doctor;
 pub mod run;
+pub mod table;

@@ -1,8 +1,10 @@
 //! Count-based baselines that need no libtorch: most-popular, per-user most-frequent and a
 //! first-order Markov chain. Each is fitted on training pairs and scores test samples into a
-//! row-major `[n, K]` matrix, the same shape every other method produces.
+//! row-major `[n, K]` matrix, the same shape every other method produces; each implements
+//! [`crate::predictor::Predictor`] over sample windows (`fit_windows` fits on training windows).
 
 use crate::{Error, Result};
+use behavior_data::samples::SequenceBatch;
 use std::collections::HashMap;
 
 fn check_labels(what: &str, labels: &[u32], k: usize) -> Result<()> {
@@ -46,8 +48,13 @@ impl MostPopular {
         &self.freq
     }
 
+    /// Fits on the targets of training windows.
+    pub fn fit_windows(train: &SequenceBatch, k: usize) -> Result<Self> {
+        Self::fit(&train.target, k)
+    }
+
     /// `[n, K]` scores: the same frequency row for every sample.
-    pub fn score(&self, n: usize) -> Vec<f32> {
+    pub fn score_n(&self, n: usize) -> Vec<f32> {
         let row: Vec<f32> = self.freq.iter().map(|&v| v as f32).collect();
         row.repeat(n)
     }
@@ -83,8 +90,18 @@ impl UserMostFrequent {
         Ok(Self { per_user, global })
     }
 
+    /// Fits on the (user, target) pairs of training windows.
+    pub fn fit_windows(train: &SequenceBatch, k: usize) -> Result<Self> {
+        Self::fit(&train.user, &train.target, k)
+    }
+
+    /// The number of classes.
+    pub fn n_classes(&self) -> usize {
+        self.global.frequencies().len()
+    }
+
     /// `[n, K]` scores for test samples of `users`.
-    pub fn score(&self, users: &[u32]) -> Vec<f32> {
+    pub fn score_users(&self, users: &[u32]) -> Vec<f32> {
         let g = self.global.frequencies();
         let mut out = Vec::with_capacity(users.len() * g.len());
         for u in users {
@@ -103,6 +120,8 @@ impl UserMostFrequent {
 pub struct Markov {
     trans: Vec<f64>,
     k: usize,
+    /// Global next-label frequencies: the scores of a window without history.
+    prior: Vec<f64>,
 }
 
 impl Markov {
@@ -135,11 +154,32 @@ impl Markov {
                 *v = (*v + alpha * gb) / s;
             }
         }
-        Ok(Self { trans, k })
+        Ok(Self { trans, k, prior: g })
+    }
+
+    /// Fits on training windows: each target with a history is a transition from the window's
+    /// last behaviour (windows of length 1 suffice).
+    pub fn fit_windows(train: &SequenceBatch, k: usize, alpha: f64) -> Result<Self> {
+        let (prev, next): (Vec<u32>, Vec<u32>) = crate::predictor::last_behaviour(train)
+            .into_iter()
+            .zip(&train.target)
+            .filter_map(|(p, &y)| p.map(|p| (p, y)))
+            .unzip();
+        Self::fit(&prev, &next, k, alpha)
+    }
+
+    /// The number of classes.
+    pub fn n_classes(&self) -> usize {
+        self.k
+    }
+
+    /// The scores of a window without history (the global next-label frequencies).
+    pub fn prior(&self) -> &[f64] {
+        &self.prior
     }
 
     /// `[n, K]` scores given each test sample's previous behaviour.
-    pub fn score(&self, prev: &[u32]) -> Result<Vec<f32>> {
+    pub fn score_prev(&self, prev: &[u32]) -> Result<Vec<f32>> {
         check_labels("prev", prev, self.k)?;
         let mut out = Vec::with_capacity(prev.len() * self.k);
         for &a in prev {
@@ -173,9 +213,9 @@ mod tests {
         let labels = [0, 1, 1, 2, 2, 2];
         let users = [7, 7, 7, 8, 8, 8];
         let mp = MostPopular::fit(&labels, 3)?;
-        assert_eq!(argmax(&mp.score(1)), 2);
+        assert_eq!(argmax(&mp.score_n(1)), 2);
         let uf = UserMostFrequent::fit(&users, &labels, 3)?;
-        let s = uf.score(&[7, 9]);
+        let s = uf.score_users(&[7, 9]);
         assert_eq!(argmax(&s[0..3]), 1);
         assert_eq!(argmax(&s[3..6]), 2, "unseen user backs off to popularity");
         assert!(MostPopular::fit(&[3], 3).is_err());
@@ -187,7 +227,7 @@ mod tests {
         let prev = [0, 0, 0, 1, 1, 2];
         let next = [1, 1, 2, 0, 0, 2];
         let m = Markov::fit(&prev, &next, 3, 0.1)?;
-        let s = m.score(&[0, 1, 2])?;
+        let s = m.score_prev(&[0, 1, 2])?;
         assert_eq!(argmax(&s[0..3]), 1);
         assert_eq!(argmax(&s[3..6]), 0);
         assert_eq!(argmax(&s[6..9]), 2);

@@ -69,7 +69,9 @@ impl Default for BehaveGptConfig {
 }
 
 impl BehaveGptConfig {
-    fn sized(k: i64, locs: i64, slots: i64, d: i64, n: i64, h: i64) -> Self {
+    /// `k` behaviours, `locs` location tokens, `slots` time slots; width `d`, `n` blocks, `h`
+    /// heads; the other fields at their defaults (concat streams, ff ×4, dropout 0.1, L = 64).
+    pub fn sized(k: i64, locs: i64, slots: i64, d: i64, n: i64, h: i64) -> Self {
         Self {
             n_behaviours: k,
             input_offset: 0,

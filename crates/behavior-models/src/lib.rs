@@ -10,11 +10,14 @@ pub mod error;
 pub mod gru4rec;
 pub mod layers;
 pub mod llm;
+pub mod predictor;
 pub mod sasrec;
+pub mod zoo;
 
 pub use device::{parse_device, DeviceSpec};
 pub use error::{Error, Result};
 pub use layers::{SeqBatch, SequenceModel};
+pub use predictor::{Neural, Predictor, Scores};
 
 /// The libtorch version this crate was built against (read from the libtorch folder at build time).
 pub const LIBTORCH_VERSION: &str = env!("BEHAVIOR_LIBTORCH_VERSION");

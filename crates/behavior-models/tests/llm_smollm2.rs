@@ -1,7 +1,8 @@
 //! The real model: SmolLM2-135M-Instruct imported from its Q4_1 GGUF by
 //! `scripts/bootstrap-smollm2.sh` into `<cache>/smollm2-135m-instruct` (cache:
 //! `BEHAVIOR_LAB_CACHE`, else `$XDG_CACHE_HOME/behavior-lab`, else `~/.cache/behavior-lab`).
-//! Prints `SKIPPED` when the import is absent (the package could not be fetched).
+//! Prints `SKIPPED` when the import is absent (the package could not be fetched), and fails
+//! instead when `BEHAVIOR_REQUIRE_MODEL=1` (as CI sets it).
 //!
 //! Checks: the rebuilt tokenizer (vocabulary, special tokens, ids equal to what `transformers`
 //! makes of the same tokenizer.json), perplexity of a fixed paragraph within 5 % of PyTorch on
@@ -48,9 +49,13 @@ fn reference() -> Reference {
 #[test]
 fn smollm2_tokenizer_perplexity_and_greedy_paris() {
     let Some(dir) = model_dir() else {
-        println!(
-            "SKIPPED smollm2_tokenizer_perplexity_and_greedy_paris: no imported SmolLM2 under {:?} (run scripts/bootstrap-smollm2.sh)",
-            cache_dir()
+        behavior_data::skip::skip(
+            behavior_data::skip::REQUIRE_MODEL,
+            "smollm2_tokenizer_perplexity_and_greedy_paris",
+            &format!(
+                "no imported SmolLM2 under {:?} (run scripts/bootstrap-smollm2.sh)",
+                cache_dir()
+            ),
         );
         return;
     };

@@ -46,7 +46,11 @@ fn cpu_forward_backward_step() -> anyhow::Result<()> {
 #[test]
 fn cuda_forward_backward_step() -> anyhow::Result<()> {
     if !tch::Cuda::is_available() {
-        eprintln!("SKIPPED cuda_forward_backward_step: tch::Cuda::is_available() is false on this machine");
+        behavior_data::skip::skip(
+            behavior_data::skip::REQUIRE_CUDA,
+            "cuda_forward_backward_step",
+            "tch::Cuda::is_available() is false on this machine",
+        );
         return Ok(());
     }
     let (first, last) = train_steps(Device::Cuda(0))?;

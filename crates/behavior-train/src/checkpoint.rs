@@ -1,5 +1,6 @@
 //! Checkpoints: one folder per saved step, `step-00000123/` holding
-//! `model.safetensors` (the var store), `optim.safetensors` (AdamW moments and loss state) and
+//! `model.safetensors` (the trained variables: all of a model's, or only its LoRA matrices when
+//! only those train), `optim.safetensors` (AdamW moments and loss state) and
 //! `state.json` ([`TrainState`]: step, epoch and data-order cursor, seed, early-stopping state,
 //! curves). A folder is written under a temporary name and renamed into place, and the
 //! `latest` / `best` pointers are replaced with `write_atomic`, so a crash at any point leaves the
@@ -69,7 +70,7 @@ pub fn step_dir_name(step: u64) -> String {
 /// points `best` at it too. Keeps the newest `keep_last` step folders and the best one.
 pub fn save(
     dir: &Path,
-    vs: &VarStore,
+    params: &[(String, Tensor)],
     optim_state: &[(String, Tensor)],
     state: &TrainState,
     is_best: bool,
@@ -82,7 +83,7 @@ pub fn save(
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
     }
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
-    vs.save(tmp.join("model.safetensors"))?;
+    Tensor::write_safetensors(params, tmp.join("model.safetensors"))?;
     Tensor::write_safetensors(optim_state, tmp.join("optim.safetensors"))?;
     let json = serde_json::to_vec_pretty(state).map_err(|e| Error::Checkpoint(e.to_string()))?;
     write_atomic(&tmp.join("state.json"), &json)?;
@@ -145,11 +146,40 @@ pub struct Loaded {
     pub state: TrainState,
 }
 
+/// Copies the variables saved in `ckpt/model.safetensors` into the same-named variables of `vs`
+/// (a checkpoint may hold a subset, e.g. LoRA matrices only). A saved name the store lacks, or a
+/// shape mismatch, is an error naming both.
+pub fn load_weights(ckpt: &Path, vs: &mut VarStore) -> Result<()> {
+    let model = ckpt.join("model.safetensors");
+    let saved = Tensor::read_safetensors(&model)
+        .map_err(|e| Error::Checkpoint(format!("{}: {e}", model.display())))?;
+    let vars = vs.variables();
+    tch::no_grad(|| -> Result<()> {
+        for (name, src) in &saved {
+            let dst = vars.get(name).ok_or_else(|| {
+                Error::Checkpoint(format!(
+                    "{}: holds {name}, which the model does not have",
+                    model.display()
+                ))
+            })?;
+            if dst.size() != src.size() {
+                return Err(Error::Checkpoint(format!(
+                    "{}: {name} has shape {:?}, the model's is {:?}",
+                    model.display(),
+                    src.size(),
+                    dst.size()
+                )));
+            }
+            let mut dst = dst.shallow_clone();
+            dst.f_copy_(src)?;
+        }
+        Ok(())
+    })
+}
+
 /// Loads the checkpoint folder `ckpt` into `vs` and returns the rest.
 pub fn load(ckpt: &Path, vs: &mut VarStore) -> Result<Loaded> {
-    let model = ckpt.join("model.safetensors");
-    vs.load(&model)
-        .map_err(|e| Error::Checkpoint(format!("{}: {e}", model.display())))?;
+    load_weights(ckpt, vs)?;
     let optim = ckpt.join("optim.safetensors");
     let device = vs.device();
     let optim_state = Tensor::read_safetensors(&optim)

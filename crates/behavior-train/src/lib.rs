@@ -23,10 +23,14 @@
 pub mod checkpoint;
 pub mod error;
 pub mod loss;
+pub mod objective;
 pub mod optim;
 pub mod trainer;
 
 pub use error::{Error, Result};
 pub use loss::{Loss, LossConfig};
 pub use optim::{AdamW, AdamWConfig};
-pub use trainer::{fit, score_last, EarlyStop, FitOptions, Mode, TrainConfig, TrainSummary};
+pub use objective::{Batches, Distill, Objective, SftData, Sft, TeacherData, Unlearn};
+pub use trainer::{
+    fit, score_last, EarlyStop, FitOptions, Mode, ParamSelect, TrainConfig, TrainSummary,
+};

@@ -88,18 +88,30 @@ impl AdamW {
         Self::with_decay_rule(vs, cfg, default_decays)
     }
 
-    /// Builds the optimizer; `decays(name, var)` picks the weight-decay group.
+    /// Builds the optimizer over the var store's trainable variables (those that require
+    /// gradients); `decays(name, var)` picks the weight-decay group.
     pub fn with_decay_rule(
         vs: &VarStore,
         cfg: &AdamWConfig,
         decays: impl Fn(&str, &Tensor) -> bool,
     ) -> Result<Self> {
-        cfg.check()?;
-        let mut named: Vec<(String, Tensor)> = vs
+        let named: Vec<(String, Tensor)> = vs
             .variables()
             .into_iter()
             .filter(|(_, t)| t.requires_grad())
             .collect();
+        Self::over(named, cfg, decays)
+    }
+
+    /// Builds the optimizer over exactly `named` (any subset of a model's variables: LoRA
+    /// matrices only, a head only, everything), kept in name order; `decays(name, var)` picks
+    /// the weight-decay group.
+    pub fn over(
+        mut named: Vec<(String, Tensor)>,
+        cfg: &AdamWConfig,
+        decays: impl Fn(&str, &Tensor) -> bool,
+    ) -> Result<Self> {
+        cfg.check()?;
         named.sort_by(|a, b| a.0.cmp(&b.0));
         let params = named
             .into_iter()

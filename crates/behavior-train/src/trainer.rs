@@ -1,6 +1,9 @@
-//! The training loop: steps or epochs, gradient accumulation, AdamW with warm-up + cosine,
-//! clipping, periodic validation with early stopping on a named metric, keep-best/keep-last
-//! checkpoints, exact resume, a NaN guard, a JSONL metrics log and a progress bar.
+//! The one training loop: steps or epochs, gradient accumulation, AdamW with warm-up + cosine
+//! over a chosen parameter subset ([`ParamSelect`]: the model's trainable variables, all, or
+//! those matching name patterns — LoRA only, a head only), clipping, periodic validation with
+//! early stopping on a named metric, keep-best/keep-last checkpoints, exact resume, a NaN guard,
+//! a JSONL metrics log and a progress bar — for any model, any batch source ([`Batches`]) and any
+//! objective ([`Objective`]).
 //!
 //! Determinism: epoch `e`'s data order is a ChaCha permutation seeded from `(seed, e)`, and the
 //! torch generator is reseeded from `(seed, step, micro-batch)` before every forward pass, so the
@@ -15,7 +18,7 @@
 
 use crate::checkpoint::{self, CurvePoint, EvalPoint, TrainState};
 use crate::error::io_err;
-use crate::loss::Loss;
+use crate::objective::{Batches, Objective};
 use crate::optim::{warmup_cosine, AdamW, AdamWConfig};
 use crate::{Error, Result};
 use behavior_models::{SeqBatch, SequenceModel};
@@ -48,6 +51,61 @@ pub struct EarlyStop {
     pub mode: Mode,
     /// Evaluations without improvement before stopping (0 = never stop, only track the best).
     pub patience: u64,
+}
+
+/// Which variables of the var store the optimizer updates. Checkpoints hold exactly these (plus
+/// the optimizer's moments for them), so a LoRA run's checkpoint is the adapter, not the base.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum ParamSelect {
+    /// The variables that already require gradients (the model decides: e.g. a LoRA model
+    /// freezes its base weights). Nothing is frozen or unfrozen by the trainer.
+    #[default]
+    Trainable,
+    /// Every variable (frozen ones are unfrozen).
+    All,
+    /// Variables whose name contains any of the patterns (e.g. `["lora_"]`, `["head."]`); every
+    /// other variable is frozen for the run. A pattern that matches nothing is an error.
+    Matching(Vec<String>),
+}
+
+impl ParamSelect {
+    /// Applies the selection to `vs` (sets `requires_grad`) and returns the selected variables in
+    /// name order.
+    pub fn apply(&self, vs: &VarStore) -> Result<Vec<(String, Tensor)>> {
+        let mut all: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut chosen = vec![];
+        for (name, var) in all {
+            let on = match self {
+                Self::Trainable => var.requires_grad(),
+                Self::All => true,
+                Self::Matching(pats) => pats.iter().any(|p| name.contains(p.as_str())),
+            };
+            if !matches!(self, Self::Trainable) && on != var.requires_grad() {
+                let _ = var.set_requires_grad(on);
+            }
+            if on {
+                chosen.push((name, var));
+            }
+        }
+        if let Self::Matching(pats) = self {
+            if let Some(p) = pats
+                .iter()
+                .find(|p| !chosen.iter().any(|(n, _)| n.contains(p.as_str())))
+            {
+                return Err(Error::Config(format!(
+                    "train.params: pattern {p:?} matches no variable"
+                )));
+            }
+        }
+        if chosen.is_empty() {
+            return Err(Error::Config(
+                "train.params selects no variable: nothing to train".into(),
+            ));
+        }
+        Ok(chosen)
+    }
 }
 
 /// Trainer settings.
@@ -88,6 +146,9 @@ pub struct TrainConfig {
     pub seed: u64,
     /// bf16 mixed precision on CUDA (fp32 master weights); ignored on CPU.
     pub bf16: bool,
+    /// Which variables train.
+    #[serde(default)]
+    pub params: ParamSelect,
 }
 
 impl Default for TrainConfig {
@@ -110,6 +171,7 @@ impl Default for TrainConfig {
             checkpoint_every: 0,
             seed: 0,
             bf16: true,
+            params: ParamSelect::Trainable,
         }
     }
 }
@@ -145,13 +207,13 @@ impl TrainConfig {
         self.optim.check()
     }
 
-    /// Optimizer steps per epoch for `n` sequences.
+    /// Optimizer steps per epoch for `n` items.
     pub fn steps_per_epoch(&self, n: i64) -> u64 {
         let micro = (n as u64).div_ceil(self.batch_size as u64);
         micro.div_ceil(self.grad_accum).max(1)
     }
 
-    /// Total optimizer steps for `n` sequences.
+    /// Total optimizer steps for `n` items.
     pub fn total_steps(&self, n: i64) -> u64 {
         if self.max_steps > 0 {
             self.max_steps
@@ -281,35 +343,50 @@ fn keep_log_lines_up_to(text: &str, step: u64, path: &Path) -> String {
     out
 }
 
-/// Trains `model` (whose variables live in `vs`) on `train` (every field `[N, L]` on the model's
-/// device) with `loss`, calling `eval` for validation metrics.
+/// Trains `model` (whose variables live in `vs`) on the items of `data` with `objective`,
+/// calling `eval` for validation metrics. The variables that train are `cfg.params`.
 ///
-/// `eval` receives the model in evaluation mode (no dropout; call it under `no_grad`) and returns
-/// named metrics; the early-stopping metric must be among them.
-pub fn fit<M: SequenceModel + ?Sized>(
+/// Every micro-batch is `data.batch(…)` of `cfg.batch_size` positions of epoch `e`'s seeded
+/// permutation of `0..data.len()`; `objective.loss(model, &batch, true)` is divided by
+/// `cfg.grad_accum` and back-propagated. `eval` receives the model under `no_grad` (the objective
+/// has reset bf16 compute to f32 for it) and returns named metrics; the early-stopping metric must
+/// be among them.
+#[allow(clippy::too_many_arguments)]
+pub fn fit<M, D, O>(
     cfg: &TrainConfig,
     model: &M,
     vs: &mut VarStore,
-    train: &SeqBatch,
-    loss: &mut Loss,
+    data: &D,
+    objective: &mut O,
     eval: &mut dyn FnMut(&M) -> Result<BTreeMap<String, f64>>,
     opts: &FitOptions,
-) -> Result<TrainSummary> {
+) -> Result<TrainSummary>
+where
+    M: ?Sized,
+    D: Batches + ?Sized,
+    O: Objective<M, D::Batch> + ?Sized,
+{
     cfg.check()?;
     let t0 = std::time::Instant::now();
-    let device = vs.device();
-    let n = train.len();
+    let device = data.device();
+    let n = data.len();
     if n == 0 {
-        return Err(Error::Config("no training sequences".into()));
+        return Err(Error::Config("no training items".into()));
     }
     let total = cfg.total_steps(n);
     let use_bf16 = cfg.bf16 && device.is_cuda();
-    model.set_compute_kind(if use_bf16 {
+    let compute = if use_bf16 {
         Kind::BFloat16
     } else {
         Kind::Float
-    });
-    let mut opt = AdamW::new(vs, &cfg.optim)?;
+    };
+    objective.set_compute_kind(model, compute);
+    let params = cfg.params.apply(vs)?;
+    let mut opt = AdamW::over(
+        params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(),
+        &cfg.optim,
+        crate::optim::default_decays,
+    )?;
     let mut state = TrainState {
         step: 0,
         epoch: 0,
@@ -329,7 +406,7 @@ pub fn fit<M: SequenceModel + ?Sized>(
                 let loaded = checkpoint::load(&latest, vs)?;
                 if loaded.state.n_train != n as u64 || loaded.state.seed != cfg.seed {
                     return Err(Error::Checkpoint(format!(
-                        "{}: saved for {} sequences and seed {}, resuming with {n} and seed {}",
+                        "{}: saved for {} items and seed {}, resuming with {n} and seed {}",
                         latest.display(),
                         loaded.state.n_train,
                         loaded.state.seed,
@@ -337,7 +414,7 @@ pub fn fit<M: SequenceModel + ?Sized>(
                     )));
                 }
                 opt.load_state(&loaded.optim_state, loaded.state.step)?;
-                loss.load_state(&loaded.optim_state)?;
+                objective.load_state(&loaded.optim_state)?;
                 state = loaded.state;
                 tracing::info!(
                     "{}: resumed from {} at step {}",
@@ -350,7 +427,15 @@ pub fn fit<M: SequenceModel + ?Sized>(
     }
     let mut log = MetricsLog::open(opts.dir.as_deref(), opts.resume.then_some(state.step))?;
     let bar = if opts.progress && std::io::stderr().is_terminal() {
-        indicatif::ProgressBar::new(total)
+        let b = indicatif::ProgressBar::new(total);
+        b.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{msg} [{bar:30}] {pos}/{len} steps {per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar())
+            .progress_chars("=> "),
+        );
+        b
     } else {
         indicatif::ProgressBar::hidden()
     };
@@ -361,14 +446,15 @@ pub fn fit<M: SequenceModel + ?Sized>(
     let mut best_weights: Option<Vec<(String, Tensor)>> = None;
     let mut pending: Vec<(u64, f64, Tensor, Tensor)> = vec![]; // (step, lr, loss, grad_norm)
     let micro_per_epoch = (n as u64).div_ceil(cfg.batch_size as u64);
-    let mut order = Tensor::from_slice(&epoch_order(cfg.seed, state.epoch, n)).to_device(device);
+    let mut host_order = epoch_order(cfg.seed, state.epoch, n);
+    let mut order = Tensor::from_slice(&host_order).to_device(device);
     let mut early_stopped = false;
 
     // Reads pending per-step losses back (one copy) and fails on the first non-finite one.
     let flush = |pending: &mut Vec<(u64, f64, Tensor, Tensor)>,
                  state: &mut TrainState,
                  log: &mut MetricsLog,
-                 loss: &Loss|
+                 objective: &mut O|
      -> Result<()> {
         if pending.is_empty() {
             return Ok(());
@@ -401,11 +487,16 @@ pub fn fit<M: SequenceModel + ?Sized>(
             lr,
             grad_norm: gv[gv.len() - 1],
         };
-        let cw = loss.class_weights()?;
-        log.line(serde_json::json!({
+        let mut line = serde_json::json!({
             "step": step, "epoch": state.epoch, "loss": mean, "lr": lr,
-            "grad_norm": point.grad_norm, "class_weights": cw,
-        }))?;
+            "grad_norm": point.grad_norm,
+        });
+        if let Some(obj) = line.as_object_mut() {
+            for (k, v) in objective.log_fields()? {
+                obj.insert(k, v);
+            }
+        }
+        log.line(line)?;
         state.curve.push(point);
         pending.clear();
         Ok(())
@@ -430,21 +521,18 @@ pub fn fit<M: SequenceModel + ?Sized>(
             if state.cursor >= micro_per_epoch {
                 state.epoch += 1;
                 state.cursor = 0;
-                order =
-                    Tensor::from_slice(&epoch_order(cfg.seed, state.epoch, n)).to_device(device);
+                host_order = epoch_order(cfg.seed, state.epoch, n);
+                order = Tensor::from_slice(&host_order).to_device(device);
             }
             let start = (state.cursor * cfg.batch_size as u64) as i64;
             let len = cfg.batch_size.min(n - start);
-            let batch = train.select(&order.f_narrow(0, start, len)?)?;
+            let batch = data.batch(
+                &host_order[start as usize..(start + len) as usize],
+                &order.f_narrow(0, start, len)?,
+            )?;
             state.cursor += 1;
             tch::manual_seed(mix(cfg.seed, state.step + 1, micro) as i64 & i64::MAX);
-            let logits = model.logits(&batch, true)?;
-            let k = logits.size().last().copied().unwrap_or(0);
-            let l = loss.compute(
-                &logits.f_reshape([-1, k])?,
-                &batch.target.f_reshape([-1])?,
-                true,
-            )?;
+            let l = objective.loss(model, &batch, true)?;
             let l = l / cfg.grad_accum as f64;
             l.f_backward()?;
             step_loss += l.f_detach()?;
@@ -460,11 +548,13 @@ pub fn fit<M: SequenceModel + ?Sized>(
             (cfg.eval_every > 0 && state.step % cfg.eval_every == 0) || state.step == total;
         let do_ckpt = cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0;
         if state.step % cfg.log_every == 0 || do_eval || do_ckpt || last {
-            flush(&mut pending, &mut state, &mut log, loss)?;
+            flush(&mut pending, &mut state, &mut log, objective)?;
         }
         let mut is_best = false;
         if do_eval {
+            objective.set_compute_kind(model, Kind::Float);
             let metrics = tch::no_grad(|| eval(model))?;
+            objective.set_compute_kind(model, compute);
             log.line(serde_json::json!({"step": state.step, "eval": metrics}))?;
             if let Some(es) = &cfg.early_stop {
                 let v = *metrics.get(&es.metric).ok_or_else(|| {
@@ -485,7 +575,7 @@ pub fn fit<M: SequenceModel + ?Sized>(
                     state.evals_since_best = 0;
                     is_best = true;
                     if cfg.restore_best {
-                        best_weights = Some(snapshot(vs));
+                        best_weights = Some(snapshot(&params));
                     }
                 } else {
                     state.evals_since_best += 1;
@@ -503,8 +593,8 @@ pub fn fit<M: SequenceModel + ?Sized>(
         if let Some(dir) = &ckpt_dir {
             if do_ckpt || do_eval || last || early_stopped {
                 let mut st = opt.state();
-                st.extend(loss.state());
-                checkpoint::save(dir, vs, &st, &state, is_best, cfg.keep_last)?;
+                st.extend(objective.state());
+                checkpoint::save(dir, &params, &st, &state, is_best, cfg.keep_last)?;
             }
         }
         if early_stopped {
@@ -512,84 +602,55 @@ pub fn fit<M: SequenceModel + ?Sized>(
             break;
         }
     }
-    flush(&mut pending, &mut state, &mut log, loss)?;
+    flush(&mut pending, &mut state, &mut log, objective)?;
     bar.finish_and_clear();
     if cfg.restore_best {
         if let Some(w) = &best_weights {
-            restore(vs, w)?;
+            restore(&params, w)?;
         } else if let Some(dir) = &ckpt_dir {
             // A resumed run may have found its best before the restart.
             if let Some(best) = checkpoint::find(dir, "best")? {
-                vs.load(best.join("model.safetensors"))?;
+                checkpoint::load_weights(&best, vs)?;
             }
         }
     }
-    model.set_compute_kind(Kind::Float);
+    objective.set_compute_kind(model, Kind::Float);
     Ok(TrainSummary {
         steps: state.step,
         early_stopped,
         best: state.best_value.zip(state.best_step),
         curve: state.curve,
         evals: state.evals,
-        class_weights: loss.class_weights()?,
+        class_weights: objective.class_weights()?,
         seconds: t0.elapsed().as_secs_f64(),
     })
 }
 
-fn snapshot(vs: &VarStore) -> Vec<(String, Tensor)> {
-    vs.variables()
-        .into_iter()
-        .map(|(n, t)| (n, t.detach().copy()))
+fn snapshot(params: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
+    params
+        .iter()
+        .map(|(n, t)| (n.clone(), t.detach().copy()))
         .collect()
 }
 
-fn restore(vs: &VarStore, w: &[(String, Tensor)]) -> Result<()> {
-    let vars = vs.variables();
+fn restore(params: &[(String, Tensor)], w: &[(String, Tensor)]) -> Result<()> {
     tch::no_grad(|| -> Result<()> {
-        for (n, src) in w {
-            if let Some(dst) = vars.get(n) {
-                let mut dst = dst.shallow_clone();
-                dst.f_copy_(src)?;
-            }
+        for ((_, dst), (_, src)) in params.iter().zip(w) {
+            let mut dst = dst.shallow_clone();
+            dst.f_copy_(src)?;
         }
         Ok(())
     })
 }
 
-/// Softmax scores at the last position of every sequence, in chunks of `batch` (no grad, eval
-/// mode), copied to the host as a row-major `[n, K]` matrix.
-///
-/// # Shapes
-/// `data` fields `[n, L]` → `Vec<f32>` of length `n·K`.
+/// Softmax scores at the last position of every sequence (moved to
+/// [`behavior_models::predictor::score_last`]; kept here for callers of the trainer).
 pub fn score_last<M: SequenceModel + ?Sized>(
     model: &M,
     data: &SeqBatch,
     batch: i64,
 ) -> Result<Vec<f32>> {
-    let n = data.len();
-    let mut out = Vec::new();
-    tch::no_grad(|| -> Result<()> {
-        let mut parts = Vec::new();
-        let mut s = 0;
-        while s < n {
-            let len = batch.min(n - s);
-            let b = data.narrow(s, len)?;
-            let logits = model.logits(&b, false)?; // [b, L, K]
-            let l = logits.size()[1];
-            parts.push(logits.f_select(1, l - 1)?.f_softmax(-1, Kind::Float)?);
-            s += len;
-        }
-        if parts.is_empty() {
-            return Ok(());
-        }
-        let all = Tensor::f_cat(&parts, 0)?
-            .f_to_device(Device::Cpu)?
-            .f_contiguous()?
-            .f_view([-1])?;
-        out = Vec::<f32>::try_from(&all)?;
-        Ok(())
-    })?;
-    Ok(out)
+    Ok(behavior_models::predictor::score_last(model, data, batch)?)
 }
 
 /// Mean cross-entropy of the last-position predictions (a validation loss).

@@ -16,7 +16,11 @@ static GLOBAL_TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
 fn cuda() -> Option<(Device, std::sync::MutexGuard<'static, ()>)> {
     if !tch::Cuda::is_available() {
-        eprintln!("SKIPPED: tch::Cuda::is_available() is false on this machine");
+        behavior_data::skip::skip(
+            behavior_data::skip::REQUIRE_CUDA,
+            "cuda",
+            "tch::Cuda::is_available() is false on this machine",
+        );
         return None;
     }
     let g = GLOBAL_TORCH.lock().unwrap_or_else(|e| e.into_inner());

@@ -45,7 +45,9 @@ pub use model::{
     Attention, DecoderLayer, KvCache, LlamaForCausalLM, LlamaModel, Mlp, Proj, RmsNorm, Rotary,
 };
 pub use score::{score_candidates, score_candidates_naive, CandidateScore};
-pub use sft::{collate, sft_loss, token_budget_batches, SftBatch, SftExample, IGNORE_INDEX};
+pub use sft::{
+    collate, sft_loss, sft_loss_weighted, token_budget_batches, SftBatch, SftExample, IGNORE_INDEX,
+};
 pub use tokenizer::{chatml, ChatMessage, LlmTokenizer, SMOLLM2_SYSTEM};
 pub use weights::{
     load_weights, read_safetensors, write_safetensors, Llm, LoadOptions, SafetensorsFile,

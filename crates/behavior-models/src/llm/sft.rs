@@ -109,6 +109,23 @@ pub fn token_budget_batches(lengths: &[usize], token_budget: usize) -> Vec<Vec<u
 /// Mean next-token cross-entropy over answer tokens. The LM head runs only at the positions that
 /// predict an answer token.
 pub fn sft_loss(model: &LlamaForCausalLM, batch: &SftBatch, train: bool) -> Result<Tensor> {
+    sft_loss_weighted(model, batch, None, train)
+}
+
+/// Weighted next-token cross-entropy over answer tokens: with per-example weights `w` (`[B]`,
+/// `f32`), `Σ_i w_i Σ_t ce_it / Σ_i w_i n_i` (`n_i` = answer tokens of example `i`); without
+/// weights, the plain mean over answer tokens ([`sft_loss`]). A batch whose weights are all zero
+/// has loss 0 (and no gradient). The LM head runs only at the positions that predict an answer
+/// token.
+///
+/// # Shapes
+/// `batch` fields `[B, L]`, `weights: [B]` → scalar.
+pub fn sft_loss_weighted(
+    model: &LlamaForCausalLM,
+    batch: &SftBatch,
+    weights: Option<&Tensor>,
+    train: bool,
+) -> Result<Tensor> {
     let h = model
         .model
         .forward(&batch.input_ids, Some(&batch.attention_mask), None, train)?;
@@ -127,5 +144,29 @@ pub fn sft_loss(model: &LlamaForCausalLM, batch: &SftBatch, train: bool) -> Resu
         .logits(&h.f_index_select(0, &keep)?)?
         .f_to_kind(Kind::Float)?;
     let target = target.f_index_select(0, &keep)?;
-    Ok(logits.f_cross_entropy_loss::<Tensor>(&target, None, Reduction::Mean, IGNORE_INDEX, 0.0)?)
+    let Some(w) = weights else {
+        return Ok(logits.f_cross_entropy_loss::<Tensor>(
+            &target,
+            None,
+            Reduction::Mean,
+            IGNORE_INDEX,
+            0.0,
+        )?);
+    };
+    if w.size() != [b] {
+        return Err(Error::Config(format!(
+            "sft_loss: {} weights for a batch of {b}",
+            w.size().first().copied().unwrap_or(0)
+        )));
+    }
+    // The example each kept position belongs to, and its weight.
+    let row = keep.f_div_scalar_mode(l - 1, "floor")?;
+    let wt = w
+        .f_to_kind(Kind::Float)?
+        .f_to_device(logits.device())?
+        .f_index_select(0, &row)?;
+    let ce =
+        logits.f_cross_entropy_loss::<Tensor>(&target, None, Reduction::None, IGNORE_INDEX, 0.0)?;
+    let denom = wt.f_sum(Kind::Float)?.f_clamp_min(1e-12)?;
+    Ok((ce * wt).f_sum(Kind::Float)? / denom)
 }

@@ -1,0 +1,453 @@
+//! The shared experiment skeleton: a [`Task`] (dataset, split, windows, evaluator) and a list of
+//! [`System`] rows that one seed × system loop ([`run_systems`]) trains with
+//! [`behavior_train::fit`], scores through [`behavior_models::Predictor`] into `[n, K]` matrices,
+//! evaluates with `behavior-eval` and writes into the run folder. A paper's experiment file is then
+//! its rows, presets and claim.
+
+use anyhow::{ensure, Context, Result};
+use behavior_data::registry::subsample;
+use behavior_data::samples::{sequence_batch, SequenceBatch};
+use behavior_data::{Dataset, Split, NUM_RESERVED};
+use behavior_eval::plot::Series;
+use behavior_eval::{evaluate, EvalConfig, Evaluation, ScoreMatrix};
+use behavior_models::baselines::{Markov, MostPopular, UserMostFrequent};
+use behavior_models::predictor::Neural;
+use behavior_models::zoo::{DataShape, ModelSpec};
+use behavior_models::{Predictor, SeqBatch, SequenceModel};
+use behavior_train::{fit, FitOptions, Loss, LossConfig, TrainConfig};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tch::nn::VarStore;
+use tch::Device;
+
+use crate::run::Run;
+
+/// One split part: host windows (what predictors and the evaluator read) and their tensors.
+pub struct Part {
+    /// Windows on the host.
+    pub host: SequenceBatch,
+    /// The same windows as model tensors.
+    pub tensors: SeqBatch,
+}
+
+impl Part {
+    /// Windows of length `window` ending at `targets`, on `device`.
+    pub fn new(ds: &Dataset, targets: &[u32], window: usize, device: Device) -> Result<Self> {
+        let host = sequence_batch(&ds.log, targets, window);
+        let tensors = SeqBatch::from_windows(&host, device)?;
+        Ok(Self { host, tensors })
+    }
+}
+
+/// Sizes of the windows a task cuts.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WindowConfig {
+    /// Window length `L`.
+    pub window: usize,
+    /// Keep every `train_stride`-th training target as a window (each window trains all its
+    /// positions, so overlapping windows mostly repeat targets).
+    pub train_stride: usize,
+    /// At most this many training windows (0 = all): a uniform sample without replacement, seeded
+    /// by `--seed`, kept in log order.
+    pub max_train: usize,
+    /// At most this many validation / test samples (0 = all): a uniform sample as for
+    /// `max_train`, the same for every system and seed of a run.
+    pub max_eval: usize,
+}
+
+impl WindowConfig {
+    /// Checks ranges.
+    pub fn check(&self) -> Result<()> {
+        ensure!(self.window >= 2, "window must be at least 2");
+        ensure!(self.train_stride >= 1, "train_stride must be at least 1");
+        Ok(())
+    }
+}
+
+/// What every system of a table is trained and tested on.
+pub struct Task {
+    /// The data set's name.
+    pub name: String,
+    /// Number of classes `K`.
+    pub k: usize,
+    /// What the data fixes about a model.
+    pub shape: DataShape,
+    /// Training class counts (from the training split only).
+    pub counts: Vec<f64>,
+    /// Anchor flag per class (from the training split only).
+    pub is_anchor: Vec<bool>,
+    /// Every training target as a length-1 window (what count baselines fit on).
+    pub fit_windows: SequenceBatch,
+    /// Training windows (strided, subsampled).
+    pub train: Part,
+    /// Validation samples.
+    pub valid: Part,
+    /// Test samples.
+    pub test: Part,
+    /// Metrics and cut-offs.
+    pub eval: EvalConfig,
+}
+
+impl Task {
+    /// Cuts windows from `split` of `ds` (subsamples seeded by `seed`).
+    pub fn new(
+        ds: &Dataset,
+        split: &Split,
+        w: &WindowConfig,
+        eval: EvalConfig,
+        seed: u64,
+        device: Device,
+    ) -> Result<Self> {
+        w.check()?;
+        let k = ds.num_classes();
+        ensure!(k >= 2, "{}: only {k} behaviour classes", ds.name);
+        let train_targets: Vec<u32> = split
+            .train
+            .iter()
+            .copied()
+            .step_by(w.train_stride)
+            .collect();
+        let train_targets = subsample(&train_targets, w.max_train, seed ^ 0x7EA1);
+        let train = Part::new(ds, &train_targets, w.window, device)?;
+        let valid = Part::new(
+            ds,
+            &subsample(&split.valid, w.max_eval, seed ^ 0x7A11D),
+            w.window,
+            device,
+        )?;
+        let test = Part::new(
+            ds,
+            &subsample(&split.test, w.max_eval, seed ^ 0x7E57),
+            w.window,
+            device,
+        )?;
+        ensure!(
+            train.host.n > 0 && valid.host.n > 0 && test.host.n > 0,
+            "{}: an empty split part (train {}, valid {}, test {})",
+            ds.name,
+            train.host.n,
+            valid.host.n,
+            test.host.n
+        );
+        Ok(Self {
+            name: ds.name.clone(),
+            k,
+            shape: DataShape {
+                n_behaviours: k as i64,
+                n_locations: ds.locations.len() as i64,
+                n_slots: ds.num_slots as i64,
+                max_len: w.window as i64,
+                input_offset: NUM_RESERVED as i64,
+            },
+            counts: split.train_counts().iter().map(|&c| c as f64).collect(),
+            is_anchor: split.anchor_tail().is_anchor.clone(),
+            fit_windows: sequence_batch(&ds.log, &split.train, 1),
+            train,
+            valid,
+            test,
+            eval,
+        })
+    }
+
+    /// Evaluates a score matrix over `part`'s samples.
+    pub fn evaluate(&self, scores: &[f32], part: &SequenceBatch) -> Result<Evaluation> {
+        let s = ScoreMatrix::new(scores, part.n, self.k)?;
+        Ok(evaluate(&s, &part.target, Some(&self.is_anchor), &self.eval)?)
+    }
+}
+
+/// Whether a row is a baseline or a variant of the method whose claim the table checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// A reference method.
+    Baseline,
+    /// The paper's method (or a variant of it).
+    Method,
+}
+
+/// How a row's predictor is obtained.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SystemKind {
+    /// Training-label frequencies.
+    MostPopular,
+    /// The user's own training-label frequencies.
+    UserMostFrequent,
+    /// First-order Markov chain with add-α smoothing.
+    Markov {
+        /// Smoothing pseudo-count α > 0.
+        alpha: f64,
+    },
+    /// A neural sequence model trained with `fit` on a class objective.
+    Neural {
+        /// Architecture and config.
+        model: ModelSpec,
+        /// Objective.
+        loss: LossConfig,
+    },
+}
+
+/// One row of a table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct System {
+    /// Row name.
+    pub name: String,
+    /// Baseline or method.
+    pub role: Role,
+    /// How it predicts.
+    pub kind: SystemKind,
+}
+
+impl System {
+    /// A baseline row.
+    pub fn baseline(name: &str, kind: SystemKind) -> Self {
+        Self {
+            name: name.into(),
+            role: Role::Baseline,
+            kind,
+        }
+    }
+
+    /// A method row.
+    pub fn method(name: &str, kind: SystemKind) -> Self {
+        Self {
+            name: name.into(),
+            role: Role::Method,
+            kind,
+        }
+    }
+
+    /// Whether the system learns (and so differs across seeds).
+    pub fn is_trained(&self) -> bool {
+        matches!(self.kind, SystemKind::Neural { .. })
+    }
+
+    /// Checks the row's config against the task's data shape.
+    pub fn check(&self, shape: &DataShape) -> Result<()> {
+        match &self.kind {
+            SystemKind::Markov { alpha } => {
+                ensure!(*alpha > 0.0, "{}: markov alpha must be > 0", self.name)
+            }
+            SystemKind::Neural { model, loss } => {
+                model
+                    .check(shape)
+                    .with_context(|| format!("{}: model", self.name))?;
+                loss.check().with_context(|| format!("{}: loss", self.name))?;
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+}
+
+/// How the loop trains and scores.
+pub struct LoopOptions<'a> {
+    /// Trainer settings shared by every neural row (its seed is replaced by the row's seed).
+    pub train: &'a TrainConfig,
+    /// Seeds, one pass over the rows each.
+    pub seeds: Vec<u64>,
+    /// Windows per scoring forward pass.
+    pub eval_batch: i64,
+    /// Validation metrics handed to early stopping.
+    pub valid_metrics: &'a [&'a str],
+    /// Continue each training from its latest checkpoint in the run folder.
+    pub resume: bool,
+    /// Where models live.
+    pub device: Device,
+}
+
+/// Everything the loop produced, per row name.
+#[derive(Default)]
+pub struct Outcomes {
+    /// Row names in table order.
+    pub order: Vec<String>,
+    /// Role per row.
+    pub roles: BTreeMap<String, Role>,
+    /// One test evaluation per seed.
+    pub evals: BTreeMap<String, Vec<Evaluation>>,
+    /// Top-1 test predictions per seed (for paired significance tests).
+    pub predictions: BTreeMap<String, Vec<Vec<u32>>>,
+    /// Training curves of the first seed.
+    pub curves: Vec<Series>,
+    /// Last DRO class weights of the first seed.
+    pub class_weights: BTreeMap<String, Vec<f32>>,
+}
+
+fn argmax_rows(scores: &[f32], k: usize) -> Vec<u32> {
+    scores
+        .chunks(k)
+        .map(|r| {
+            let mut best = 0;
+            for (j, v) in r.iter().enumerate() {
+                if *v > r[best] {
+                    best = j;
+                }
+            }
+            best as u32
+        })
+        .collect()
+}
+
+/// Builds a count baseline's predictor, fitted on the task's training targets.
+fn count_predictor(task: &Task, kind: &SystemKind) -> Result<Box<dyn Predictor>> {
+    Ok(match kind {
+        SystemKind::MostPopular => Box::new(MostPopular::fit_windows(&task.fit_windows, task.k)?),
+        SystemKind::UserMostFrequent => {
+            Box::new(UserMostFrequent::fit_windows(&task.fit_windows, task.k)?)
+        }
+        SystemKind::Markov { alpha } => {
+            Box::new(Markov::fit_windows(&task.fit_windows, task.k, *alpha)?)
+        }
+        SystemKind::Neural { .. } => unreachable!("neural rows are trained"),
+    })
+}
+
+/// Trains (neural rows) or fits (count rows) every system for every seed, scores the test
+/// samples into `[n, K]` matrices and evaluates them. Count rows are deterministic: fitted and
+/// evaluated once, the evaluation repeated for each seed (std 0).
+pub fn run_systems(
+    run: &Run,
+    task: &Task,
+    systems: &[System],
+    opts: &LoopOptions,
+) -> Result<Outcomes> {
+    let mut out = Outcomes::default();
+    for s in systems {
+        s.check(&task.shape)?;
+        ensure!(
+            !out.roles.contains_key(&s.name),
+            "two rows are named {:?}",
+            s.name
+        );
+        out.order.push(s.name.clone());
+        out.roles.insert(s.name.clone(), s.role);
+    }
+    let n_seeds = opts.seeds.len();
+    for s in systems.iter().filter(|s| !s.is_trained()) {
+        let p = count_predictor(task, &s.kind)?;
+        let scores = p.score(&task.test.host)?;
+        let e = task.evaluate(&scores.values, &task.test.host)?;
+        out.evals.insert(s.name.clone(), vec![e; n_seeds]);
+        out.predictions.insert(
+            s.name.clone(),
+            vec![argmax_rows(&scores.values, task.k); n_seeds],
+        );
+    }
+    for (si, &seed) in opts.seeds.iter().enumerate() {
+        for s in systems {
+            let SystemKind::Neural { model, loss } = &s.kind else {
+                continue;
+            };
+            tch::manual_seed(seed as i64);
+            let mut vs = VarStore::new(opts.device);
+            let net = model.build(&vs.root(), &task.shape)?;
+            let mut objective = Loss::new(loss, &task.counts, opts.device)?;
+            let tag = format!("{}-seed{seed}", slug(&s.name));
+            let fit_opts = FitOptions {
+                dir: Some(run.path().join("train").join(&tag)),
+                resume: opts.resume,
+                stop_after: None,
+                progress: true,
+                label: tag.clone(),
+            };
+            let tcfg = TrainConfig {
+                seed,
+                ..opts.train.clone()
+            };
+            let mut on_valid =
+                |m: &dyn SequenceModel| -> behavior_train::Result<BTreeMap<String, f64>> {
+                    let p = Neural {
+                        model: m,
+                        device: opts.device,
+                        batch: opts.eval_batch,
+                    };
+                    let scores = p.score(&task.valid.host)?;
+                    let e = task
+                        .evaluate(&scores.values, &task.valid.host)
+                        .map_err(|e| behavior_train::Error::Config(format!("validation: {e:#}")))?;
+                    Ok(opts
+                        .valid_metrics
+                        .iter()
+                        .filter_map(|m| e.metric(m).map(|v| (m.to_string(), v)))
+                        .collect())
+                };
+            let summary = fit(
+                &tcfg,
+                net.as_ref(),
+                &mut vs,
+                &task.train.tensors,
+                &mut objective,
+                &mut on_valid,
+                &fit_opts,
+            )
+            .with_context(|| format!("training {tag}"))?;
+            let p = Neural {
+                model: net.as_ref(),
+                device: opts.device,
+                batch: opts.eval_batch,
+            };
+            let scores = p.score(&task.test.host)?;
+            let e = task.evaluate(&scores.values, &task.test.host)?;
+            tracing::info!(
+                "{tag}: {} steps in {:.1}s, test R_w {:.4} R_m {:.4}",
+                summary.steps,
+                summary.seconds,
+                e.metric("R_w").unwrap_or(f64::NAN),
+                e.metric("R_m").unwrap_or(f64::NAN)
+            );
+            out.evals.entry(s.name.clone()).or_default().push(e);
+            out.predictions
+                .entry(s.name.clone())
+                .or_default()
+                .push(argmax_rows(&scores.values, task.k));
+            if si == 0 {
+                out.curves.push(Series {
+                    name: s.name.clone(),
+                    points: summary
+                        .curve
+                        .iter()
+                        .map(|p| (p.step as f64, p.loss))
+                        .collect(),
+                });
+                if let Some(w) = summary.class_weights {
+                    out.class_weights.insert(s.name.clone(), w);
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// A file-name-safe lower-case form of a row name (`BehaveGPT (KL DRO)` → `behavegpt-kl-dro`).
+pub fn slug(name: &str) -> String {
+    name.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
+        .collect::<String>()
+        .split('-')
+        .filter(|s| !s.is_empty())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slug_keeps_words_and_drops_punctuation() {
+        assert_eq!(slug("BehaveGPT (KL DRO)"), "behavegpt-kl-dro");
+        assert_eq!(slug("Markov-1"), "markov-1");
+    }
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(argmax_rows(&[0.1, 0.5, 0.5, 0.2, 0.1, 0.0], 3), vec![1, 0]);
+    }
+}
