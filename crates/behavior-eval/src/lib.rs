@@ -58,8 +58,10 @@ pub mod uncertainty;
 
 pub use classification::{classification, ClassMetrics, ClassificationMetrics, ConfusionMatrix};
 pub use error::{Error, Result};
-pub use evaluate::{evaluate, EvalConfig, Evaluation, Group, GroupMetrics};
+pub use evaluate::{evaluate, evaluate_with, EvalConfig, Evaluation, Group, GroupMetrics};
 pub use input::ScoreMatrix;
-pub use ranking::{ranking, ranking_from_ranks, target_ranks, top1, RankingMetrics};
+pub use ranking::{
+    ranking, ranking_from_ranks, ranking_with, target_ranks, top1, RankingMetrics, TieBreak,
+};
 pub use report::{Cell, Report};
 pub use scaling::{fit_power_law, PowerLawFit};

@@ -1,7 +1,8 @@
 //! Property tests of the metric invariants.
 
 use behavior_eval::generation::{corpus_bleu, jensen_shannon, total_variation, BleuConfig};
-use behavior_eval::{evaluate, EvalConfig, Evaluation, ScoreMatrix};
+use behavior_eval::ranking::ranking_with;
+use behavior_eval::{evaluate, evaluate_with, EvalConfig, Evaluation, ScoreMatrix, TieBreak};
 use proptest::prelude::*;
 
 /// A random problem: (K, scores [n, K], y_true, is_anchor). Scores come from a small set of values
@@ -37,6 +38,12 @@ proptest! {
                 }
             }
             prop_assert!((g.classification.recall_weighted - g.classification.accuracy).abs() < 1e-12);
+        }
+        // HR@1 = accuracy under the tie rule the arg-max uses (lower id first).
+        let m = ScoreMatrix::new(&s, y.len(), k).expect("valid matrix");
+        let low = evaluate_with(&m, &y, Some(&a), &EvalConfig { ks: vec![1] }, TieBreak::LowerId)
+            .expect("valid input");
+        for g in [Some(&low.overall), low.anchor.as_ref(), low.tail.as_ref()].into_iter().flatten() {
             prop_assert!((g.ranking.hit_rate[0] - g.classification.accuracy).abs() < 1e-12);
         }
         let n = e.overall.n_samples;
@@ -59,6 +66,65 @@ proptest! {
             prop_assert_eq!(*r.hit_rate.last().expect("non-empty"), 1.0);
             prop_assert!(r.mrr >= r.ndcg[0] - 1e-15);
         }
+    }
+
+    #[test]
+    fn expected_ties_lie_between_pessimistic_and_optimistic((k, s, y, _a) in problem()) {
+        let m = ScoreMatrix::new(&s, y.len(), k).expect("valid matrix");
+        let ks: Vec<usize> = (1..=k + 1).collect();
+        let r = |tie| ranking_with(&m, &y, &ks, tie).expect("valid input");
+        let (exp, opt, pes, low) = (
+            r(TieBreak::Expected),
+            r(TieBreak::Optimistic),
+            r(TieBreak::Pessimistic),
+            r(TieBreak::LowerId),
+        );
+        let eps = 1e-12;
+        for mid in [&exp, &low] {
+            for j in 0..ks.len() {
+                prop_assert!(pes.hit_rate[j] <= mid.hit_rate[j] + eps && mid.hit_rate[j] <= opt.hit_rate[j] + eps);
+                prop_assert!(pes.ndcg[j] <= mid.ndcg[j] + eps && mid.ndcg[j] <= opt.ndcg[j] + eps);
+            }
+            prop_assert!(pes.mrr <= mid.mrr + eps && mid.mrr <= opt.mrr + eps);
+        }
+        // The expectation is the mean over tie positions: strictly inside when a target has ties
+        // straddling the cut-off, e.g. MRR strictly between the bounds when any target is tied.
+        let tied = (0..y.len()).any(|i| {
+            let row = m.row(i);
+            let t = row[y[i] as usize];
+            row.iter().filter(|&&v| v == t).count() > 1
+        });
+        if tied {
+            prop_assert!(pes.mrr < exp.mrr && exp.mrr < opt.mrr, "{} {} {}", pes.mrr, exp.mrr, opt.mrr);
+        } else {
+            prop_assert_eq!(&pes.hit_rate, &opt.hit_rate);
+            prop_assert_eq!(&exp.hit_rate, &opt.hit_rate);
+            prop_assert_eq!(&exp.ndcg, &opt.ndcg);
+            prop_assert_eq!(exp.mrr, opt.mrr);
+        }
+    }
+
+    #[test]
+    fn expected_equals_both_bounds_without_ties(
+        (k, perms) in (1usize..15).prop_flat_map(|k| (
+            Just(k),
+            prop::collection::vec(Just((0..k as u32).collect::<Vec<u32>>()).prop_shuffle(), 1..40),
+        )),
+        seed in any::<u32>(),
+    ) {
+        // Each row is a permutation of 0..K: no ties at all.
+        let s: Vec<f32> = perms.iter().flatten().map(|&v| v as f32).collect();
+        let y: Vec<u32> = (0..perms.len() as u32).map(|i| (i.wrapping_mul(7) ^ seed) % k as u32).collect();
+        let m = ScoreMatrix::new(&s, y.len(), k).expect("valid matrix");
+        let ks: Vec<usize> = (1..=k).collect();
+        let r = |tie| ranking_with(&m, &y, &ks, tie).expect("valid input");
+        let (exp, opt, pes) = (r(TieBreak::Expected), r(TieBreak::Optimistic), r(TieBreak::Pessimistic));
+        prop_assert_eq!(&exp.hit_rate, &opt.hit_rate);
+        prop_assert_eq!(&exp.hit_rate, &pes.hit_rate);
+        prop_assert_eq!(&exp.ndcg, &opt.ndcg);
+        prop_assert_eq!(&exp.ndcg, &pes.ndcg);
+        prop_assert_eq!(exp.mrr, opt.mrr);
+        prop_assert_eq!(exp.mrr, pes.mrr);
     }
 
     #[test]
