@@ -1,7 +1,9 @@
 //! Property tests of the metric invariants.
 
+use behavior_eval::claim::{assess_claim, ClaimConfig, ClaimMetric, SystemRuns, Verdict};
 use behavior_eval::generation::{corpus_bleu, jensen_shannon, total_variation, BleuConfig};
 use behavior_eval::ranking::ranking_with;
+use behavior_eval::uncertainty::BootstrapConfig;
 use behavior_eval::{evaluate, evaluate_with, EvalConfig, Evaluation, ScoreMatrix, TieBreak};
 use proptest::prelude::*;
 
@@ -196,5 +198,104 @@ proptest! {
             let one = corpus_bleu(&long, &long, &cfg).expect("valid");
             prop_assert!((one - 1.0).abs() < 1e-12);
         }
+    }
+}
+
+/// A claim problem: (K, y_true, per-seed predictions of a system with random errors).
+fn claim_problem() -> impl Strategy<Value = (usize, Vec<u32>, Vec<Vec<u32>>)> {
+    (2usize..8, 50usize..400, 1usize..4).prop_flat_map(|(k, n, seeds)| {
+        (
+            Just(k),
+            prop::collection::vec(0..k as u32, n),
+            prop::collection::vec(prop::collection::vec(0..k as u32, n), seeds),
+        )
+    })
+}
+
+fn claim_cfg(metric: ClaimMetric, x: f64, seed: u64) -> ClaimConfig {
+    ClaimConfig {
+        metric,
+        min_relative_gain: x,
+        alpha: 0.05,
+        bootstrap: BootstrapConfig {
+            resamples: 100,
+            level: 0.95,
+            seed,
+        },
+    }
+}
+
+const METRICS: [ClaimMetric; 4] = [
+    ClaimMetric::WeightedRecall,
+    ClaimMetric::MacroRecall,
+    ClaimMetric::MacroPrecision,
+    ClaimMetric::MacroF1,
+];
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(48))]
+
+    #[test]
+    fn identical_systems_have_zero_gain_and_are_never_reproduced(
+        (k, y, runs) in claim_problem(),
+        m in 0usize..4,
+        x in -0.5f64..0.5,
+        seed in any::<u64>(),
+    ) {
+        let preds: Vec<&[u32]> = runs.iter().map(Vec::as_slice).collect();
+        let a = assess_claim(
+            &y,
+            k,
+            &SystemRuns::new("method", preds.clone()),
+            &[SystemRuns::new("baseline", preds)],
+            &claim_cfg(METRICS[m], x, seed),
+        ).expect("valid input");
+        prop_assert_eq!(a.absolute_gain, 0.0);
+        prop_assert_eq!(a.relative_gain, 0.0);
+        prop_assert_eq!(a.bootstrap.p_value, 1.0);
+        prop_assert!(a.mcnemar.iter().all(|t| t.a_only == 0 && t.b_only == 0));
+        prop_assert!(!a.significant);
+        prop_assert_ne!(a.verdict, Verdict::Reproduced);
+        prop_assert_eq!(a.bootstrap.relative.upper, 0.0);
+        if x > 0.0 {
+            prop_assert_eq!(a.verdict, Verdict::NotReproduced, "{}", a.summary);
+        }
+    }
+
+    #[test]
+    fn a_method_better_on_every_sample_by_a_big_margin_is_reproduced(
+        (k, y, runs) in claim_problem(),
+        m in 0usize..4,
+        seed in any::<u64>(),
+        method_seeds in 1usize..4,
+    ) {
+        // Baselines: right on every third sample at most (random otherwise, and never right off
+        // that set); the method: right on every sample in every seed.
+        let wrong = |t: u32| (t + 1) % k as u32;
+        let base: Vec<Vec<u32>> = runs
+            .iter()
+            .map(|r| {
+                r.iter()
+                    .zip(&y)
+                    .enumerate()
+                    .map(|(i, (&p, &t))| if i % 3 == 0 { t } else if p == t { wrong(t) } else { p })
+                    .collect()
+            })
+            .collect();
+        let method: Vec<Vec<u32>> = vec![y.clone(); method_seeds];
+        let a = assess_claim(
+            &y,
+            k,
+            &SystemRuns::new("method", method.iter().map(Vec::as_slice).collect()),
+            &[
+                SystemRuns::new("b0", base.iter().map(Vec::as_slice).collect()),
+                SystemRuns::new("b1", vec![base[0].as_slice()]),
+            ],
+            &claim_cfg(METRICS[m], 0.10, seed),
+        ).expect("valid input");
+        prop_assert!(a.relative_gain >= 1.0, "{}", a.summary);
+        prop_assert!(a.absolute_gain > 0.0);
+        prop_assert_eq!(a.verdict, Verdict::Reproduced, "{}", a.summary);
+        prop_assert!(a.bootstrap.difference.lower > 0.0);
     }
 }
