@@ -42,7 +42,7 @@
 //!      below `X` with an interval reaching `X`).
 //!
 //!    A stricter reading ("the whole interval is above `X`") can be read off
-//!    [`ClaimAssessment::relative_gain_ci`].
+//!    `ClaimAssessment::bootstrap.relative` ([`PairedMetricBootstrap::relative`]).
 //!
 //! Speed: a resample costs `n` index draws plus one pass over the `n` samples for every run of
 //! the two systems, accumulating integer per-class counts (no per-resample allocation beyond
@@ -107,7 +107,7 @@ impl ClaimMetric {
 
     /// The metric from per-class counts: true support, predicted count and true positives
     /// (same arithmetic as [`classification`](crate::classification())).
-    fn from_counts(&self, support: &[u64], predicted: &[u64], tp: &[u64]) -> f64 {
+    fn of_counts(&self, support: &[u64], predicted: &[u64], tp: &[u64]) -> f64 {
         let ratio = |a: u64, b: u64| if b == 0 { 0.0 } else { a as f64 / b as f64 };
         if *self == Self::WeightedRecall {
             return ratio(tp.iter().sum(), support.iter().sum());
@@ -294,7 +294,7 @@ fn weighted_metric(
                 sc_predicted[q as usize] += wi;
                 sc_tp[t as usize] += wi * u64::from(t == q);
             }
-            total += metric.from_counts(support, sc_predicted, sc_tp);
+            total += metric.of_counts(support, sc_predicted, sc_tp);
         }
     }
     total / runs.len() as f64
@@ -639,7 +639,7 @@ mod tests {
             ClaimMetric::MacroF1,
         ] {
             let want = m.compute(&t, &p, k).unwrap();
-            assert!((m.from_counts(&s, &pr, &tp) - want).abs() < 1e-15, "{m}");
+            assert!((m.of_counts(&s, &pr, &tp) - want).abs() < 1e-15, "{m}");
         }
         // class 5 is predicted but absent from truth: it enters the macro mean with recall 0
         let r = ClaimMetric::MacroRecall.compute(&t, &p, k).unwrap();
@@ -736,15 +736,28 @@ mod tests {
         assert!(assess_claim(&y, 2, &m, &[], &cfg).is_err());
         let e = assess_claim(&y, 2, &m, &[SystemRuns::new("b", vec![&short])], &cfg).unwrap_err();
         assert!(e.to_string().contains("b[0]"), "{e}");
-        let e =
-            assess_claim(&y, 2, &SystemRuns::new("m", vec![&bad]), &[b.clone()], &cfg).unwrap_err();
+        let e = assess_claim(
+            &y,
+            2,
+            &SystemRuns::new("m", vec![&bad]),
+            std::slice::from_ref(&b),
+            &cfg,
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("m[0][2] = 7"), "{e}");
-        assert!(assess_claim(&y, 2, &SystemRuns::new("m", vec![]), &[b.clone()], &cfg).is_err());
+        assert!(assess_claim(
+            &y,
+            2,
+            &SystemRuns::new("m", vec![]),
+            std::slice::from_ref(&b),
+            &cfg
+        )
+        .is_err());
         let bad_cfg = ClaimConfig {
             alpha: 0.0,
             ..cfg.clone()
         };
-        assert!(assess_claim(&y, 2, &m, &[b.clone()], &bad_cfg).is_err());
+        assert!(assess_claim(&y, 2, &m, std::slice::from_ref(&b), &bad_cfg).is_err());
         let bad_cfg = ClaimConfig {
             min_relative_gain: f64::NAN,
             ..cfg
