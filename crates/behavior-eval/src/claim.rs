@@ -255,44 +255,110 @@ fn check_runs(what: &str, runs: &[&[u32]], y_true: &[u32], n_classes: usize) -> 
     Ok(())
 }
 
+/// A resample as sample multiplicities: `counts[i]` (saturating at 255, so the array is a
+/// quarter of the size of `u32` counts and stays in cache while indices are drawn) plus one
+/// `extra` entry per draw of a sample beyond 255 (practically never used: 1 M draws give
+/// multiplicities around 10 at most, but the count stays exact whatever happens).
+struct Resample {
+    counts: Vec<u8>,
+    extra: Vec<u32>,
+}
+
+impl Resample {
+    fn new(n: usize) -> Self {
+        Self {
+            counts: vec![0; n],
+            extra: Vec::new(),
+        }
+    }
+
+    /// Draws `n` indices with replacement from resample `r`'s stream.
+    fn draw(&mut self, seed: u64, r: usize, n32: u32) {
+        let mut rng = rng_for(seed, r);
+        self.counts.iter_mut().for_each(|w| *w = 0);
+        self.extra.clear();
+        for _ in 0..n32 {
+            self.add(rng.random_range(0..n32));
+        }
+    }
+
+    /// One more draw of sample `i`.
+    #[inline]
+    fn add(&mut self, i: u32) {
+        let w = &mut self.counts[i as usize];
+        if *w == u8::MAX {
+            self.extra.push(i);
+        } else {
+            *w += 1;
+        }
+    }
+
+    /// Total multiplicity (`n` for a drawn resample).
+    fn total(&self) -> u64 {
+        self.counts.iter().map(|&v| u64::from(v)).sum::<u64>() + self.extra.len() as u64
+    }
+}
+
 /// Per-thread buffers of one resample.
 struct Scratch {
-    weights: Vec<u32>,
+    resample: Resample,
     support: Vec<u64>,
     predicted: Vec<u64>,
     tp: Vec<u64>,
 }
 
-/// Seed-mean metric of `runs` with sample weights `w` (multiplicities of a resample).
+/// True support per class of a resample.
+fn resample_support(y: &[u32], w: &Resample, support: &mut [u64]) {
+    support.iter_mut().for_each(|v| *v = 0);
+    for (&t, &c) in y.iter().zip(&w.counts) {
+        support[t as usize] += u64::from(c);
+    }
+    for &i in &w.extra {
+        support[y[i as usize] as usize] += 1;
+    }
+}
+
+/// Seed-mean metric of `runs` on a resample (`support` from [`resample_support`], unused for
+/// weighted recall).
 fn weighted_metric(
     metric: ClaimMetric,
     y: &[u32],
     runs: &[&[u32]],
-    w: &[u32],
+    w: &Resample,
     support: &[u64],
     sc_predicted: &mut [u64],
     sc_tp: &mut [u64],
 ) -> f64 {
     let mut total = 0.0;
+    let n = w.total();
     for p in runs {
         if metric == ClaimMetric::WeightedRecall {
-            let correct: u64 = y
+            let mut correct: u64 = y
                 .iter()
                 .zip(p.iter())
-                .zip(w)
+                .zip(&w.counts)
                 .map(|((&t, &q), &wi)| u64::from(wi) * u64::from(t == q))
                 .sum();
-            let n: u64 = w.iter().map(|&v| u64::from(v)).sum();
+            correct += w
+                .extra
+                .iter()
+                .filter(|&&i| y[i as usize] == p[i as usize])
+                .count() as u64;
             total += correct as f64 / n as f64;
         } else {
             sc_predicted.iter_mut().for_each(|v| *v = 0);
             sc_tp.iter_mut().for_each(|v| *v = 0);
             // Branch-free: about a third of the weights are 0 and correctness is data-dependent,
             // so branches would mispredict constantly.
-            for ((&t, &q), &wi) in y.iter().zip(p.iter()).zip(w) {
+            for ((&t, &q), &wi) in y.iter().zip(p.iter()).zip(&w.counts) {
                 let wi = u64::from(wi);
                 sc_predicted[q as usize] += wi;
                 sc_tp[t as usize] += wi * u64::from(t == q);
+            }
+            for &i in &w.extra {
+                let (t, q) = (y[i as usize], p[i as usize]);
+                sc_predicted[q as usize] += 1;
+                sc_tp[t as usize] += u64::from(t == q);
             }
             total += metric.of_counts(support, sc_predicted, sc_tp);
         }
@@ -348,28 +414,21 @@ pub fn paired_bootstrap_metric(
         .into_par_iter()
         .map_init(
             || Scratch {
-                weights: vec![0; n],
+                resample: Resample::new(n),
                 support: vec![0; k],
                 predicted: vec![0; k],
                 tp: vec![0; k],
             },
             |sc, r| {
-                let mut rng = rng_for(cfg.seed, r);
-                sc.weights.iter_mut().for_each(|w| *w = 0);
-                for _ in 0..n {
-                    sc.weights[rng.random_range(0..n32) as usize] += 1;
-                }
+                sc.resample.draw(cfg.seed, r, n32);
                 if metric != ClaimMetric::WeightedRecall {
-                    sc.support.iter_mut().for_each(|v| *v = 0);
-                    for (&t, &w) in y_true.iter().zip(&sc.weights) {
-                        sc.support[t as usize] += u64::from(w);
-                    }
+                    resample_support(y_true, &sc.resample, &mut sc.support);
                 }
                 let ma = weighted_metric(
                     metric,
                     y_true,
                     a,
-                    &sc.weights,
+                    &sc.resample,
                     &sc.support,
                     &mut sc.predicted,
                     &mut sc.tp,
@@ -378,7 +437,7 @@ pub fn paired_bootstrap_metric(
                     metric,
                     y_true,
                     b,
-                    &sc.weights,
+                    &sc.resample,
                     &sc.support,
                     &mut sc.predicted,
                     &mut sc.tp,
@@ -692,36 +751,65 @@ mod tests {
         }
     }
 
+    /// The metric of the resample written out sample by sample.
+    fn materialised(m: ClaimMetric, y: &[u32], p: &[u32], w: &Resample, k: usize) -> f64 {
+        let mut yt = Vec::new();
+        let mut yp = Vec::new();
+        for (i, &c) in w.counts.iter().enumerate() {
+            for _ in 0..c {
+                yt.push(y[i]);
+                yp.push(p[i]);
+            }
+        }
+        for &i in &w.extra {
+            yt.push(y[i as usize]);
+            yp.push(p[i as usize]);
+        }
+        m.compute(&yt, &yp, k).unwrap()
+    }
+
     #[test]
     fn bootstrap_resamples_recompute_macro_recall() {
-        // With the weights of one resample, the counts metric equals the metric of the
-        // materialised resample.
+        // With the multiplicities of one resample, the counts metric equals the metric of the
+        // materialised resample, including multiplicities beyond the u8 counters.
         let y: Vec<u32> = (0..200).map(|i| (i * i % 17) as u32 % 5).collect();
         let p: Vec<u32> = (0..200).map(|i| (i * 3 % 11) as u32 % 5).collect();
-        let mut rng = rng_for(3, 0);
-        let mut w = vec![0u32; y.len()];
-        for _ in 0..y.len() {
-            w[rng.random_range(0..y.len() as u32) as usize] += 1;
+        let mut drawn = Resample::new(y.len());
+        drawn.draw(3, 0, y.len() as u32);
+        assert_eq!(drawn.total(), 200);
+        let mut heavy = Resample::new(y.len());
+        heavy.counts[7] = u8::MAX;
+        heavy.extra = vec![7; 300]; // sample 7 drawn 555 times
+        heavy.extra.push(11);
+        heavy.counts[0] = 3;
+        for w in [&drawn, &heavy] {
+            let mut support = vec![0u64; 5];
+            resample_support(&y, w, &mut support);
+            for m in [
+                ClaimMetric::MacroRecall,
+                ClaimMetric::MacroF1,
+                ClaimMetric::MacroPrecision,
+                ClaimMetric::WeightedRecall,
+            ] {
+                let (mut pr, mut tp) = (vec![0u64; 5], vec![0u64; 5]);
+                let got = weighted_metric(m, &y, &[&p], w, &support, &mut pr, &mut tp);
+                let want = materialised(m, &y, &p, w, 5);
+                assert!((got - want).abs() < 1e-12, "{m}: {got} vs {want}");
+            }
         }
-        let (yt, yp): (Vec<u32>, Vec<u32>) = w
-            .iter()
-            .enumerate()
-            .flat_map(|(i, &c)| std::iter::repeat_n((y[i], p[i]), c as usize))
-            .unzip();
+        // counters saturate into `extra`: 300 draws of one sample out of 300
+        let mut one = Resample::new(1);
+        one.draw(0, 0, 1);
+        assert_eq!((one.counts[0], one.extra.len()), (1, 0));
+        let mut r = Resample::new(300);
+        for _ in 0..300 {
+            r.add(0);
+        }
+        r.add(1);
+        assert_eq!((r.counts[0], r.extra.len(), r.total()), (255, 45, 301));
         let mut support = vec![0u64; 5];
-        for (&t, &c) in y.iter().zip(&w) {
-            support[t as usize] += u64::from(c);
-        }
-        for m in [
-            ClaimMetric::MacroRecall,
-            ClaimMetric::MacroF1,
-            ClaimMetric::WeightedRecall,
-        ] {
-            let (mut pr, mut tp) = (vec![0u64; 5], vec![0u64; 5]);
-            let got = weighted_metric(m, &y, &[&p], &w, &support, &mut pr, &mut tp);
-            let want = m.compute(&yt, &yp, 5).unwrap();
-            assert!((got - want).abs() < 1e-12, "{m}: {got} vs {want}");
-        }
+        resample_support(&y, &r, &mut support);
+        assert_eq!(support[y[0] as usize], 300 + u64::from(y[1] == y[0]));
     }
 
     #[test]
