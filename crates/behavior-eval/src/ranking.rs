@@ -268,12 +268,14 @@ impl Prefix {
 #[inline]
 pub(crate) fn target_rank_and_argmax(row: &[f32], target: usize) -> (TargetRank, u32) {
     let s = row[target];
-    let (gt_b, eq_b) = count_gt_eq(&row[..target], s);
-    let (gt_a, eq_a) = count_gt_eq(&row[target + 1..], s);
+    // One full pass for `>`, and `==` on each side of the target (the target itself is `==`).
+    let above = count_gt(row, s);
+    let tied_before = count_eq(&row[..target], s);
+    let tied_after = count_eq(&row[target + 1..], s);
     let r = TargetRank {
-        above: gt_b + gt_a,
-        tied_before: eq_b,
-        tied_after: eq_a,
+        above,
+        tied_before,
+        tied_after,
     };
     if r.above == 0 && r.tied_before == 0 {
         return (r, target as u32);
@@ -290,12 +292,16 @@ fn rank_and_argmax(row: &[f32], target: usize) -> (u32, u32) {
     (r.rank(TieBreak::LowerId), a)
 }
 
-/// `(#{v > s}, #{v == s})`.
+/// `#{v > s}`, branch-free so it vectorises.
 #[inline]
-fn count_gt_eq(xs: &[f32], s: f32) -> (u32, u32) {
-    xs.iter().fold((0u32, 0u32), |(g, e), &v| {
-        (g + u32::from(v > s), e + u32::from(v == s))
-    })
+fn count_gt(xs: &[f32], s: f32) -> u32 {
+    xs.iter().map(|&v| u32::from(v > s)).sum()
+}
+
+/// `#{v == s}`, branch-free so it vectorises.
+#[inline]
+fn count_eq(xs: &[f32], s: f32) -> u32 {
+    xs.iter().map(|&v| u32::from(v == s)).sum()
 }
 
 /// Maximum of a non-empty, NaN-free slice, with 8 independent lanes so it vectorises.
