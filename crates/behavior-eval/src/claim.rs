@@ -218,7 +218,8 @@ pub struct PairedMetricBootstrap {
     pub mean_b: f64,
     /// `A − B` with its percentile interval.
     pub difference: Interval,
-    /// `(A − B) / B` with its percentile interval.
+    /// `(A − B) / B` with its percentile interval (resamples where B is 0 and A is not count
+    /// as `f64::MAX`).
     pub relative: Interval,
     /// One-sided p-value of "A better than B", `(1 + #{d* − d >= d}) / (B + 1)`.
     pub p_value: f64,
@@ -452,7 +453,12 @@ pub fn paired_bootstrap_metric(
     let tol = 1e-12 * (1.0 + d.abs());
     let extreme = diffs.iter().filter(|&&s| s - d >= d - tol).count();
     let p_value = (1 + extreme) as f64 / (cfg.resamples + 1) as f64;
-    let rels: Vec<f64> = stats.iter().map(|&(x, y)| relative_gain(x, y)).collect();
+    // `+∞` (a baseline at 0 on a resample) becomes `f64::MAX` so that interpolated percentiles
+    // stay numbers (∞ − ∞ would give NaN).
+    let rels: Vec<f64> = stats
+        .iter()
+        .map(|&(x, y)| relative_gain(x, y).clamp(-f64::MAX, f64::MAX))
+        .collect();
     Ok(PairedMetricBootstrap {
         mean_a,
         mean_b,
@@ -914,6 +920,30 @@ mod tests {
         assert_eq!(a.verdict, Verdict::Inconclusive, "{}", a.summary);
         assert_eq!(a.mcnemar.len(), 1);
         assert_eq!((a.mcnemar[0].a_only, a.mcnemar[0].b_only), (2, 0));
+    }
+
+    #[test]
+    fn a_baseline_at_zero_gives_an_infinite_gain_and_a_finite_interval() {
+        let y: Vec<u32> = (0..60).map(|i| (i % 3) as u32).collect();
+        let never: Vec<u32> = y.iter().map(|&t| (t + 1) % 3).collect();
+        let a = assess_claim(
+            &y,
+            3,
+            &SystemRuns::new("m", vec![&y]),
+            &[SystemRuns::new("b", vec![&never])],
+            &ClaimConfig {
+                bootstrap: BootstrapConfig {
+                    resamples: 50,
+                    ..BootstrapConfig::default()
+                },
+                ..ClaimConfig::default()
+            },
+        )
+        .unwrap();
+        assert_eq!(a.relative_gain, f64::INFINITY);
+        assert_eq!(a.bootstrap.relative.upper, f64::MAX);
+        assert!(!a.bootstrap.relative.lower.is_nan());
+        assert_eq!(a.verdict, Verdict::Reproduced, "{}", a.summary);
     }
 
     #[test]
