@@ -268,10 +268,15 @@ impl Prefix {
 #[inline]
 pub(crate) fn target_rank_and_argmax(row: &[f32], target: usize) -> (TargetRank, u32) {
     let s = row[target];
-    // One full pass for `>`, and `==` on each side of the target (the target itself is `==`).
-    let above = count_gt(row, s);
-    let tied_before = count_eq(&row[..target], s);
-    let tied_after = count_eq(&row[target + 1..], s);
+    // One fused pass counts `>` and `==` (the target itself is `==`); only a row where the target
+    // is really tied needs the split of its ties around it.
+    let (above, eq) = count_gt_eq(row, s);
+    let (tied_before, tied_after) = if eq > 1 {
+        let b = count_eq(&row[..target], s);
+        (b, eq - 1 - b)
+    } else {
+        (0, 0)
+    };
     let r = TargetRank {
         above,
         tied_before,
@@ -292,10 +297,15 @@ fn rank_and_argmax(row: &[f32], target: usize) -> (u32, u32) {
     (r.rank(TieBreak::LowerId), a)
 }
 
-/// `#{v > s}`, branch-free so it vectorises.
+/// `(#{v > s}, #{v == s})` in one branch-free pass with two accumulators, so it vectorises.
 #[inline]
-fn count_gt(xs: &[f32], s: f32) -> u32 {
-    xs.iter().map(|&v| u32::from(v > s)).sum()
+fn count_gt_eq(xs: &[f32], s: f32) -> (u32, u32) {
+    let (mut gt, mut eq) = (0u32, 0u32);
+    for &v in xs {
+        gt += u32::from(v > s);
+        eq += u32::from(v == s);
+    }
+    (gt, eq)
 }
 
 /// `#{v == s}`, branch-free so it vectorises.
