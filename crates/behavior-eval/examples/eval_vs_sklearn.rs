@@ -11,7 +11,7 @@
 //! timings and the metrics to `OUT_DIR/rust.json`.
 
 use anyhow::{bail, Context, Result};
-use behavior_eval::{evaluate, synthetic, EvalConfig, ScoreMatrix};
+use behavior_eval::{evaluate_with, synthetic, EvalConfig, ScoreMatrix, TieBreak};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -46,7 +46,14 @@ fn main() -> Result<()> {
     };
     let run = || -> Result<_> {
         let s = ScoreMatrix::new(&data.scores, n, k)?;
-        Ok(evaluate(&s, &data.y_true, Some(&data.is_anchor), &cfg)?)
+        // benches/eval_vs_sklearn.py ranks ties by the lower class id.
+        Ok(evaluate_with(
+            &s,
+            &data.y_true,
+            Some(&data.is_anchor),
+            &cfg,
+            TieBreak::LowerId,
+        )?)
     };
     let e = run()?; // warm-up
     let mut times = Vec::with_capacity(reps);

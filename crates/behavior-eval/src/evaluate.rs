@@ -2,7 +2,7 @@
 //! anchor/tail group, in one parallel pass over the scores.
 
 use crate::classification::{ClassificationMetrics, ConfusionMatrix};
-use crate::ranking::{check_ks, ranks_and_top1, RankSums, RankingMetrics};
+use crate::ranking::{check_ks, target_ranks_and_top1, RankSums, RankingMetrics, TieBreak};
 use crate::{Error, Result, ScoreMatrix};
 use serde::{Deserialize, Serialize};
 
@@ -154,10 +154,14 @@ impl Evaluation {
     }
 }
 
-/// Evaluates a score matrix against the true classes.
+/// Evaluates a score matrix against the true classes, ranking ties with the default
+/// [`TieBreak::Expected`] (see [`evaluate_with`] for the other conventions).
 ///
-/// * predictions are the row-wise top-1 ([tie rule](mod@crate::ranking#tie-rule): lowest id among
-///   equal maxima), so `HR@1 == accuracy`;
+/// * predictions are the row-wise top-1, the **first** maximum (lowest id among equal maxima,
+///   like `np.argmax`; scikit-learn parity for accuracy/P/R/F1 on `scores.argmax(1)`);
+/// * ranking metrics follow the [tie rule](mod@crate::ranking#tie-rule): by default the exact
+///   expectation under a random order of tied classes, so with ties `HR@1` may differ from the
+///   accuracy (they are equal under [`TieBreak::LowerId`], and whenever there are no ties);
 /// * `is_anchor[c]` (length K) marks anchor classes; the anchor (tail) group holds the samples
 ///   whose **true** class is (is not) an anchor, with predictions over the full label space. See
 ///   [`ConfusionMatrix::metrics_for_targets`] for the averaging.
@@ -183,6 +187,30 @@ pub fn evaluate(
     is_anchor: Option<&[bool]>,
     cfg: &EvalConfig,
 ) -> Result<Evaluation> {
+    evaluate_with(scores, y_true, is_anchor, cfg, TieBreak::default())
+}
+
+/// [`evaluate`] with an explicit tie convention for the ranking metrics (the classification
+/// metrics always use the first-maximum arg-max).
+///
+/// ```
+/// use behavior_eval::ranking::TieBreak;
+/// use behavior_eval::{evaluate_with, EvalConfig, ScoreMatrix};
+/// let s = ScoreMatrix::new(&[1.0, 1.0], 1, 2)?; // a tie: class 0 is predicted
+/// let cfg = EvalConfig { ks: vec![1] };
+/// let e = evaluate_with(&s, &[0], None, &cfg, TieBreak::Expected)?;
+/// assert_eq!((e.metric("accuracy"), e.metric("HR@1")), (Some(1.0), Some(0.5)));
+/// let e = evaluate_with(&s, &[0], None, &cfg, TieBreak::LowerId)?;
+/// assert_eq!(e.metric("HR@1"), Some(1.0));
+/// # Ok::<(), behavior_eval::Error>(())
+/// ```
+pub fn evaluate_with(
+    scores: &ScoreMatrix<'_>,
+    y_true: &[u32],
+    is_anchor: Option<&[bool]>,
+    cfg: &EvalConfig,
+    tie: TieBreak,
+) -> Result<Evaluation> {
     cfg.check()?;
     let k = scores.n_classes();
     if let Some(mask) = is_anchor {
@@ -193,10 +221,10 @@ pub fn evaluate(
             )));
         }
     }
-    let (ranks, pred) = ranks_and_top1(scores, y_true)?;
+    let (ranks, pred) = target_ranks_and_top1(scores, y_true)?;
     let (confusion, sums) = rayon::join(
         || ConfusionMatrix::count_unchecked(y_true, &pred, k),
-        || RankSums::collect(&ranks, y_true, k, &cfg.ks),
+        || RankSums::collect(&ranks, y_true, k, &cfg.ks, tie),
     );
     let group = |mask: Option<Vec<bool>>| -> Result<Option<GroupMetrics>> {
         let (classification, ranking) = match &mask {
@@ -249,8 +277,13 @@ mod tests {
     #[test]
     fn hr1_equals_accuracy_and_mask_is_checked() {
         let s = ScoreMatrix::new(&[1.0, 1.0, 0.0, 2.0, 3.0, 3.0], 3, 2).unwrap();
-        let e = evaluate(&s, &[1, 1, 1], None, &EvalConfig::default()).unwrap();
+        let cfg = EvalConfig::default();
+        let e = evaluate_with(&s, &[1, 1, 1], None, &cfg, TieBreak::LowerId).unwrap();
         assert_eq!(e.metric("HR@1"), Some(e.overall.classification.accuracy));
+        assert!((e.overall.classification.accuracy - 1.0 / 3.0).abs() < 1e-12);
+        // rows [1, 1] and [3, 3] are ties: expected HR@1 = (1/2 + 1 + 1/2) / 3
+        let e = evaluate(&s, &[1, 1, 1], None, &cfg).unwrap();
+        assert!((e.metric("HR@1").unwrap() - 2.0 / 3.0).abs() < 1e-12);
         assert!((e.overall.classification.accuracy - 1.0 / 3.0).abs() < 1e-12);
         assert!(e.anchor.is_none());
         assert!(evaluate(&s, &[1, 1, 1], Some(&[true]), &EvalConfig::default()).is_err());

@@ -6,7 +6,9 @@
 //!   `jensenshannon(p, q, base=2) ** 2`);
 //! * [`total_variation`] — `TVD(P, Q) = ½ Σ |P_i − Q_i|` in `[0, 1]`.
 //!
-//! Both normalise their inputs (counts or weights, non-negative, finite, positive sum).
+//! Both normalise their inputs (counts or weights: every entry finite and `>= 0`, the sum
+//! positive **and finite** — entries whose sum overflows `f64` are rejected, not silently
+//! normalised to zeros). Errors name the argument (`p` or `q`) and the position.
 //!
 //! * [`corpus_bleu`] — corpus-level BLEU with one reference per candidate (the NLTK
 //!   `corpus_bleu` definition): clipped n-gram precisions `p_n` summed over the corpus for
@@ -36,6 +38,15 @@ fn normalise(what: &'static str, h: &[f64]) -> Result<Vec<f64>> {
         });
     }
     let s: f64 = h.iter().sum();
+    // Finite entries can still overflow their sum (`[1e308, 1e308]`): every `v / s` would then be
+    // 0 and the distance silently wrong.
+    if !s.is_finite() {
+        return Err(Error::NonFinite {
+            what: "histogram sum (entries are finite but their sum overflows f64; rescale them)",
+            location: format!("sum of {what}"),
+            value: s,
+        });
+    }
     if s <= 0.0 {
         return Err(Error::InvalidArgument(format!(
             "histogram {what} sums to 0"
@@ -234,6 +245,41 @@ mod tests {
         assert_eq!(total_variation(&[1.0, 0.0], &[0.0, 1.0]).unwrap(), 1.0);
         assert_eq!(histogram(&[0, 2, 2], 3).unwrap(), vec![1.0, 0.0, 2.0]);
         assert!(histogram(&[3], 3).is_err());
+    }
+
+    #[test]
+    fn jsd_tvd_reject_histogram_whose_sum_overflows() {
+        // Regression: `[1e308, 1e308, 0]` has finite entries but an infinite sum; normalising gave
+        // all-zero "probabilities" and a wrong distance instead of an error.
+        let big = [1e308, 1e308, 0.0];
+        let ok = [1.0, 1.0, 0.0];
+        for (p, q, arg) in [(&big, &ok, "p"), (&ok, &big, "q")] {
+            for r in [jensen_shannon(p, q), total_variation(p, q)] {
+                let e = r.unwrap_err();
+                match &e {
+                    Error::NonFinite {
+                        location, value, ..
+                    } => {
+                        assert_eq!(location, &format!("sum of {arg}"));
+                        assert_eq!(*value, f64::INFINITY);
+                    }
+                    other => panic!("unexpected error {other}"),
+                }
+                assert!(e.to_string().contains("overflows"), "{e}");
+            }
+        }
+        // negative, NaN and infinite entries name the argument and the index
+        let e = total_variation(&[1.0, 2.0], &[1.0, -0.5]).unwrap_err();
+        assert!(e.to_string().contains("q[1]"), "{e}");
+        let e = jensen_shannon(&[f64::NAN, 2.0], &[1.0, 1.0]).unwrap_err();
+        assert!(e.to_string().contains("p[0]"), "{e}");
+        let e = jensen_shannon(&[1.0, f64::INFINITY], &[1.0, 1.0]).unwrap_err();
+        assert!(e.to_string().contains("p[1]"), "{e}");
+        // large but summable entries are fine
+        assert_eq!(
+            total_variation(&[1e307, 1e307, 0.0], &[1.0, 1.0, 0.0]).unwrap(),
+            0.0
+        );
     }
 
     #[test]

@@ -8,11 +8,15 @@
 //! * [`classification`](mod@classification) — accuracy, precision/recall/F1 (macro and weighted, scikit-learn
 //!   semantics with `zero_division=0`), per-class table, [`ConfusionMatrix`];
 //! * [`ranking`](mod@ranking) — `HR@k`, `NDCG@k`, `MRR` over the full label set, with a documented
-//!   [tie rule](mod@ranking#tie-rule);
+//!   [tie rule](mod@ranking#tie-rule): by default the exact expectation under random
+//!   tie-breaking ([`TieBreak`]);
 //! * [`evaluate`](mod@evaluate) — both at once, overall and on anchor-target / tail-target samples, in one
 //!   parallel pass;
 //! * [`uncertainty`] — mean ± std across seeds, seeded bootstrap intervals, paired comparisons
-//!   (paired bootstrap, exact McNemar);
+//!   (paired bootstrap, exact and mid-p McNemar);
+//! * [`claim`] — a verdict ([`claim::Verdict`]) on "method beats the best baseline by ≥ X %":
+//!   mean ± std over seeds, best baseline, relative and absolute gain, paired bootstrap over test
+//!   samples (macro metrics recomputed per resample) and per-seed McNemar;
 //! * [`generation`] — JSD and TVD between behaviour histograms, corpus BLEU-n;
 //! * [`scaling`] — fit `L(x) = a·x^(−α) + c` with R²;
 //! * [`report`] — a [`Report`] table (systems × metrics, mean ± std cells, published columns)
@@ -44,6 +48,7 @@
 //! # Ok::<(), behavior_eval::Error>(())
 //! ```
 
+pub mod claim;
 pub mod classification;
 pub mod error;
 pub mod evaluate;
@@ -58,8 +63,10 @@ pub mod uncertainty;
 
 pub use classification::{classification, ClassMetrics, ClassificationMetrics, ConfusionMatrix};
 pub use error::{Error, Result};
-pub use evaluate::{evaluate, EvalConfig, Evaluation, Group, GroupMetrics};
+pub use evaluate::{evaluate, evaluate_with, EvalConfig, Evaluation, Group, GroupMetrics};
 pub use input::ScoreMatrix;
-pub use ranking::{ranking, ranking_from_ranks, target_ranks, top1, RankingMetrics};
+pub use ranking::{
+    ranking, ranking_from_ranks, ranking_with, target_ranks, top1, RankingMetrics, TieBreak,
+};
 pub use report::{Cell, Report};
 pub use scaling::{fit_power_law, PowerLawFit};

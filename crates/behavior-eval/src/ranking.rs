@@ -11,51 +11,307 @@
 //!
 //! # Tie rule
 //!
-//! Ties are broken deterministically in favour of the **lower class id**:
+//! Let `a = #{ j : s_j > s_y }` (classes strictly above the true class) and
+//! `t = #{ j : s_j == s_y }` (the true class's tie group, itself included, so `t >= 1`). Without
+//! ties (`t = 1`) the rank is `a + 1` under every convention. With ties the true class can sit
+//! anywhere in positions `a + 1 ..= a + t`; [`TieBreak`] says how that is resolved:
 //!
-//! ```text
-//! rank(y) = 1 + #{ j : s_j > s_y } + #{ j < y : s_j == s_y }
-//! ```
+//! * [`TieBreak::Expected`] (**the default** of [`ranking`] and [`evaluate`](crate::evaluate())):
+//!   the exact expectation of each metric when the tied classes are ordered uniformly at random,
+//!   i.e. the true class at each of the positions `a + 1 ..= a + t` with probability `1/t`:
+//!   `HR@k = clamp(k − a, 0, t) / t`, `NDCG@k = (1/t) Σ_{p=a+1}^{min(a+t, k)} 1/log2(1 + p)`,
+//!   `RR = (1/t) Σ_{p=a+1}^{a+t} 1/p` — closed form (prefix sums), no sampling. This is
+//!   scikit-learn's `ndcg_score(..., ignore_ties=False)`, which averages the gain over tied
+//!   groups. A constant score row scores `HR@1 = 1/K` and `RR = (1/K) Σ_{r=1}^{K} 1/r` whatever
+//!   the true class: a degenerate model is not flattered.
+//! * [`TieBreak::Optimistic`]: the true class first among its ties, `rank = a + 1` (an upper
+//!   bound of every metric).
+//! * [`TieBreak::Pessimistic`]: the true class last among its ties, `rank = a + t` (a lower
+//!   bound).
+//! * [`TieBreak::LowerId`]: ties go to the lower class id,
+//!   `rank = 1 + a + #{ j < y : s_j == s_y }` — the position after a stable sort by descending
+//!   score. This was the only rule before `TieBreak` existed; it agrees with [`top1`], so under
+//!   it `HR@1` equals the top-1 accuracy, but it favours low class ids (a constant row ranks
+//!   class 0 first, HR@1 = 1 for class 0).
 //!
-//! This is the position of `y` after a stable sort by descending score, and it agrees with
-//! [`top1`], whose prediction is the highest-scoring class with the lowest id among equal
-//! maxima, so `HR@1` always equals the accuracy of [`top1`]. A constant score row therefore ranks
-//! class 0 first. `+0.0` and `-0.0` compare equal; NaN is rejected by [`ScoreMatrix`].
+//! For every metric, `Pessimistic <= Expected <= Optimistic` and `Pessimistic <= LowerId <=
+//! Optimistic`, all equal when there are no ties (tested by proptest).
+//!
+//! **Predictions** ([`top1`], the classification metrics of [`evaluate`](crate::evaluate())) are
+//! the arg-max with the **first** maximum, i.e. the lowest class id among equal maxima — what
+//! `np.argmax` returns, so accuracy, precision, recall and F1 keep exact parity with
+//! scikit-learn on predictions made by `scores.argmax(1)`. Consequently `HR@1 == accuracy` holds
+//! under [`TieBreak::LowerId`] but not, with ties, under the default `Expected`. (scikit-learn's
+//! `top_k_accuracy_score` breaks ties yet another way — a reversed stable sort ranks the *higher*
+//! id first — so use `Optimistic`/`Pessimistic` bounds when comparing against it on tied
+//! scores.) `+0.0` and `-0.0` compare equal; NaN is rejected by [`ScoreMatrix`].
 
 use crate::input::{check_labels, check_same_len};
 use crate::{Error, Result, ScoreMatrix};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-/// Rank (1-based, [tie rule](self#tie-rule)) of `target` within `row`, and the row's arg-max
-/// (lowest id among equal maxima).
+/// How a true class tied with other classes is ranked (see the [tie rule](self#tie-rule)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub enum TieBreak {
+    /// Exact expectation over a uniformly random order of the tied classes (scikit-learn's
+    /// `ndcg_score` with `ignore_ties=False`). The default.
+    #[default]
+    Expected,
+    /// The true class first among its ties (`rank = a + 1`): an upper bound.
+    Optimistic,
+    /// The true class last among its ties (`rank = a + t`): a lower bound.
+    Pessimistic,
+    /// Ties go to the lower class id (stable sort by descending score); consistent with
+    /// [`top1`], so `HR@1` = top-1 accuracy. The rule of earlier versions.
+    LowerId,
+}
+
+impl TieBreak {
+    /// The convention of results serialised before `TieBreak` existed ([`TieBreak::LowerId`]).
+    pub fn legacy() -> Self {
+        Self::LowerId
+    }
+}
+
+/// Where a sample's true class sits among the K scores: how many classes score strictly higher,
+/// and how many score exactly the same with a lower / higher class id.
 ///
-/// Written as branch-free counting loops so the compiler vectorises them: classes before the
-/// target count when `>=` its score, classes after it when `>`. The arg-max is the target itself
-/// whenever its rank is 1; otherwise a vectorised max is followed by a search for its first
-/// position.
+/// Every [`TieBreak`] convention follows from these three counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
+pub struct TargetRank {
+    /// `#{ j : s_j > s_y }`.
+    pub above: u32,
+    /// `#{ j < y : s_j == s_y }`.
+    pub tied_before: u32,
+    /// `#{ j > y : s_j == s_y }`.
+    pub tied_after: u32,
+}
+
+impl TargetRank {
+    /// A target with `rank - 1` classes strictly above it and no ties.
+    ///
+    /// # Panics
+    /// If `rank == 0`.
+    pub fn untied(rank: u32) -> Self {
+        assert!(rank >= 1, "ranks are 1-based");
+        Self {
+            above: rank - 1,
+            tied_before: 0,
+            tied_after: 0,
+        }
+    }
+
+    /// Size of the true class's tie group, itself included (`t >= 1`).
+    pub fn ties(&self) -> u32 {
+        self.tied_before
+            .saturating_add(self.tied_after)
+            .saturating_add(1)
+    }
+
+    /// The 1-based rank under an integer convention; for [`TieBreak::Expected`] the expected
+    /// rank `a + (t + 1) / 2` rounded down (use [`TargetRank::expected_rank`] for the exact
+    /// value).
+    pub fn rank(&self, tie: TieBreak) -> u32 {
+        match tie {
+            TieBreak::Optimistic => self.above.saturating_add(1),
+            TieBreak::Pessimistic => self.above.saturating_add(self.ties()),
+            TieBreak::LowerId => self
+                .above
+                .saturating_add(self.tied_before)
+                .saturating_add(1),
+            TieBreak::Expected => self.above.saturating_add(self.ties() / 2 + self.ties() % 2),
+        }
+    }
+
+    /// The expected 1-based rank under a uniformly random order of the ties, `a + (t + 1) / 2`.
+    pub fn expected_rank(&self) -> f64 {
+        f64::from(self.above) + (f64::from(self.ties()) + 1.0) / 2.0
+    }
+
+    /// `HR@k` of this sample (a fraction under [`TieBreak::Expected`]).
+    pub fn hit(&self, k: usize, tie: TieBreak) -> f64 {
+        match tie {
+            TieBreak::Expected => expected_hit(self.above, self.ties(), k),
+            _ => f64::from(self.rank(tie) as usize <= k),
+        }
+    }
+
+    /// `NDCG@k` of this sample.
+    pub fn ndcg(&self, k: usize, tie: TieBreak) -> f64 {
+        match tie {
+            TieBreak::Expected => {
+                let (a, t) = (self.above as usize, self.ties() as usize);
+                let hi = (a + t).min(k);
+                if t == 1 {
+                    return if a < k {
+                        ndcg_gain(self.above + 1)
+                    } else {
+                        0.0
+                    };
+                }
+                (a + 1..=hi).map(|p| ndcg_gain(p as u32)).sum::<f64>() / t as f64
+            }
+            _ => {
+                let r = self.rank(tie);
+                if r as usize <= k {
+                    ndcg_gain(r)
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+
+    /// Reciprocal rank of this sample (`E[1/rank]` under [`TieBreak::Expected`]).
+    pub fn reciprocal_rank(&self, tie: TieBreak) -> f64 {
+        match tie {
+            TieBreak::Expected => {
+                let (a, t) = (self.above, self.ties());
+                if t == 1 {
+                    return 1.0 / f64::from(a + 1);
+                }
+                (a + 1..=a + t).map(|p| 1.0 / f64::from(p)).sum::<f64>() / f64::from(t)
+            }
+            _ => 1.0 / f64::from(self.rank(tie)),
+        }
+    }
+}
+
+/// `clamp(k − a, 0, t) / t`: the probability that a uniformly placed target among positions
+/// `a + 1 ..= a + t` is within the top `k`.
 #[inline]
-pub(crate) fn rank_and_argmax(row: &[f32], target: usize) -> (u32, u32) {
+fn expected_hit(a: u32, t: u32, k: usize) -> f64 {
+    let a = a as usize;
+    let t = t as usize;
+    if a >= k {
+        0.0
+    } else if a + t <= k {
+        1.0
+    } else {
+        (k - a) as f64 / t as f64
+    }
+}
+
+/// Prefix sums of the NDCG discount and of `1/p` over positions `1..=max_pos`, so the expected
+/// gain over a tie group is one subtraction.
+#[derive(Debug, Clone)]
+struct Prefix {
+    /// `disc[p] = Σ_{q=1}^{p} 1/log2(1 + q)`, `disc[0] = 0`.
+    disc: Vec<f64>,
+    /// `harm[p] = Σ_{q=1}^{p} 1/q`, `harm[0] = 0`.
+    harm: Vec<f64>,
+}
+
+impl Prefix {
+    fn new(max_pos: usize) -> Self {
+        let mut disc = Vec::with_capacity(max_pos + 1);
+        let mut harm = Vec::with_capacity(max_pos + 1);
+        let (mut d, mut h) = (0.0f64, 0.0f64);
+        disc.push(0.0);
+        harm.push(0.0);
+        for p in 1..=max_pos {
+            d += ndcg_gain(p as u32);
+            h += 1.0 / p as f64;
+            disc.push(d);
+            harm.push(h);
+        }
+        Self { disc, harm }
+    }
+
+    /// `(NDCG@k for each k, reciprocal rank)` of one sample under `tie`, into `ndcg`.
+    #[inline]
+    fn gains(
+        &self,
+        r: &TargetRank,
+        tie: TieBreak,
+        ks: &[usize],
+        hits: &mut [f64],
+        ndcg: &mut [f64],
+    ) -> f64 {
+        let t = r.ties();
+        if tie == TieBreak::Expected && t > 1 {
+            let (a, t) = (r.above as usize, t as usize);
+            for (j, &k) in ks.iter().enumerate() {
+                hits[j] = expected_hit(r.above, t as u32, k);
+                let hi = (a + t).min(k);
+                ndcg[j] = if hi > a {
+                    (self.disc[hi] - self.disc[a]) / t as f64
+                } else {
+                    0.0
+                };
+            }
+            (self.harm[a + t] - self.harm[a]) / t as f64
+        } else {
+            let rank = if tie == TieBreak::Expected {
+                r.above + 1
+            } else {
+                r.rank(tie)
+            };
+            let g = ndcg_gain(rank);
+            for (j, &k) in ks.iter().enumerate() {
+                let hit = rank as usize <= k;
+                hits[j] = f64::from(u8::from(hit));
+                ndcg[j] = if hit { g } else { 0.0 };
+            }
+            1.0 / f64::from(rank)
+        }
+    }
+}
+
+/// The [`TargetRank`] of `target` within `row`, and the row's arg-max (lowest id among equal
+/// maxima).
+///
+/// Written as branch-free counting loops so the compiler vectorises them. The arg-max is the
+/// target itself whenever nothing is above it and no lower id ties it; otherwise a vectorised max
+/// is followed by a search for its first position.
+#[inline]
+pub(crate) fn target_rank_and_argmax(row: &[f32], target: usize) -> (TargetRank, u32) {
     let s = row[target];
-    let before = count_ge(&row[..target], s);
-    let after = count_gt(&row[target + 1..], s);
-    let rank = before + after + 1;
-    if rank == 1 {
-        return (1, target as u32);
+    // One fused pass counts `>` and `==` (the target itself is `==`); only a row where the target
+    // is really tied needs the split of its ties around it.
+    let (above, eq) = count_gt_eq(row, s);
+    let (tied_before, tied_after) = if eq > 1 {
+        let b = count_eq(&row[..target], s);
+        (b, eq - 1 - b)
+    } else {
+        (0, 0)
+    };
+    let r = TargetRank {
+        above,
+        tied_before,
+        tied_after,
+    };
+    if r.above == 0 && r.tied_before == 0 {
+        return (r, target as u32);
     }
     let m = max_of(row);
     let arg = row.iter().position(|&v| v == m).unwrap_or(0);
-    (rank, arg as u32)
+    (r, arg as u32)
 }
 
-#[inline]
-fn count_ge(xs: &[f32], s: f32) -> u32 {
-    xs.iter().map(|&v| u32::from(v >= s)).sum()
+/// Rank under [`TieBreak::LowerId`] and the arg-max (kept for the unit tests of the old rule).
+#[cfg(test)]
+fn rank_and_argmax(row: &[f32], target: usize) -> (u32, u32) {
+    let (r, a) = target_rank_and_argmax(row, target);
+    (r.rank(TieBreak::LowerId), a)
 }
 
+/// `(#{v > s}, #{v == s})` in one branch-free pass with two accumulators, so it vectorises.
 #[inline]
-fn count_gt(xs: &[f32], s: f32) -> u32 {
-    xs.iter().map(|&v| u32::from(v > s)).sum()
+fn count_gt_eq(xs: &[f32], s: f32) -> (u32, u32) {
+    let (mut gt, mut eq) = (0u32, 0u32);
+    for &v in xs {
+        gt += u32::from(v > s);
+        eq += u32::from(v == s);
+    }
+    (gt, eq)
+}
+
+/// `#{v == s}`, branch-free so it vectorises.
+#[inline]
+fn count_eq(xs: &[f32], s: f32) -> u32 {
+    xs.iter().map(|&v| u32::from(v == s)).sum()
 }
 
 /// Maximum of a non-empty, NaN-free slice, with 8 independent lanes so it vectorises.
@@ -81,9 +337,12 @@ fn max_of(xs: &[f32]) -> f32 {
 /// Samples per parallel task in the row loops.
 pub(crate) const ROW_CHUNK: usize = 4096;
 
-/// The 1-based rank of each sample's true class among all K scores ([tie rule](self#tie-rule)),
-/// together with each row's top-1 class. Runs in parallel over rows.
-pub fn ranks_and_top1(scores: &ScoreMatrix<'_>, y_true: &[u32]) -> Result<(Vec<u32>, Vec<u32>)> {
+/// The [`TargetRank`] of each sample's true class among all K scores, together with each row's
+/// top-1 class (first maximum). Runs in parallel over rows.
+pub fn target_ranks_and_top1(
+    scores: &ScoreMatrix<'_>,
+    y_true: &[u32],
+) -> Result<(Vec<TargetRank>, Vec<u32>)> {
     check_same_len(
         ("scores rows", scores.n_samples()),
         ("y_true", y_true.len()),
@@ -91,7 +350,7 @@ pub fn ranks_and_top1(scores: &ScoreMatrix<'_>, y_true: &[u32]) -> Result<(Vec<u
     check_labels("y_true", y_true, scores.n_classes())?;
     let k = scores.n_classes();
     let n = y_true.len();
-    let mut ranks = vec![0u32; n];
+    let mut ranks = vec![TargetRank::default(); n];
     let mut top = vec![0u32; n];
     ranks
         .par_chunks_mut(ROW_CHUNK)
@@ -100,7 +359,7 @@ pub fn ranks_and_top1(scores: &ScoreMatrix<'_>, y_true: &[u32]) -> Result<(Vec<u
         .zip(y_true.par_chunks(ROW_CHUNK))
         .for_each(|(((r, t), s), y)| {
             for (i, &yi) in y.iter().enumerate() {
-                let (rank, arg) = rank_and_argmax(&s[i * k..(i + 1) * k], yi as usize);
+                let (rank, arg) = target_rank_and_argmax(&s[i * k..(i + 1) * k], yi as usize);
                 r[i] = rank;
                 t[i] = arg;
             }
@@ -108,7 +367,35 @@ pub fn ranks_and_top1(scores: &ScoreMatrix<'_>, y_true: &[u32]) -> Result<(Vec<u
     Ok((ranks, top))
 }
 
-/// The 1-based rank of each sample's true class ([tie rule](self#tie-rule)).
+/// The 1-based [`TieBreak::LowerId`] rank of each sample's true class among all K scores,
+/// together with each row's top-1 class. Runs in parallel over rows.
+pub fn ranks_and_top1(scores: &ScoreMatrix<'_>, y_true: &[u32]) -> Result<(Vec<u32>, Vec<u32>)> {
+    let (r, top) = target_ranks_and_top1(scores, y_true)?;
+    Ok((r.iter().map(|r| r.rank(TieBreak::LowerId)).collect(), top))
+}
+
+/// The [`TargetRank`] (classes above, ties before and after) of each sample's true class, from
+/// which every [`TieBreak`] convention follows.
+///
+/// ```
+/// use behavior_eval::ranking::{target_ranks_with_ties, TieBreak};
+/// use behavior_eval::ScoreMatrix;
+/// let s = ScoreMatrix::new(&[0.5, 0.9, 0.5, 0.5], 1, 4)?;
+/// let r = target_ranks_with_ties(&s, &[2])?[0];
+/// assert_eq!((r.above, r.tied_before, r.tied_after, r.ties()), (1, 1, 1, 3));
+/// assert_eq!(r.rank(TieBreak::Optimistic), 2);
+/// assert_eq!(r.rank(TieBreak::LowerId), 3);
+/// assert_eq!(r.rank(TieBreak::Pessimistic), 4);
+/// assert_eq!(r.hit(2, TieBreak::Expected), 1.0 / 3.0);
+/// # Ok::<(), behavior_eval::Error>(())
+/// ```
+pub fn target_ranks_with_ties(scores: &ScoreMatrix<'_>, y_true: &[u32]) -> Result<Vec<TargetRank>> {
+    Ok(target_ranks_and_top1(scores, y_true)?.0)
+}
+
+/// The 1-based rank of each sample's true class under [`TieBreak::LowerId`] (ties go to the lower
+/// class id; the only integer rank consistent with [`top1`]). Use [`target_ranks_with_ties`] for
+/// the other conventions.
 ///
 /// ```
 /// use behavior_eval::{target_ranks, ScoreMatrix};
@@ -121,7 +408,8 @@ pub fn target_ranks(scores: &ScoreMatrix<'_>, y_true: &[u32]) -> Result<Vec<u32>
     Ok(ranks_and_top1(scores, y_true)?.0)
 }
 
-/// The top-1 prediction of each row: the highest score, lowest class id among equal maxima.
+/// The top-1 prediction of each row: the highest score, lowest class id among equal maxima (the
+/// first maximum, like `np.argmax`, so classification metrics keep scikit-learn parity).
 pub fn top1(scores: &ScoreMatrix<'_>) -> Vec<u32> {
     let k = scores.n_classes();
     scores
@@ -168,6 +456,10 @@ pub struct RankingMetrics {
     pub ndcg: Vec<f64>,
     /// Mean reciprocal rank (no cut-off).
     pub mrr: f64,
+    /// The tie convention these values were computed with (results serialised before this field
+    /// existed read back as [`TieBreak::LowerId`], the rule they used).
+    #[serde(default = "TieBreak::legacy")]
+    pub tie_break: TieBreak,
 }
 
 impl RankingMetrics {
@@ -189,10 +481,11 @@ impl RankingMetrics {
 #[derive(Debug, Clone)]
 pub(crate) struct RankSums {
     pub n_ks: usize,
+    pub tie_break: TieBreak,
     /// `[K]` samples per target class.
     pub count: Vec<u64>,
-    /// `[K, n_ks]` hits per target class and cut-off.
-    pub hits: Vec<u64>,
+    /// `[K, n_ks]` (expected) hits per target class and cut-off.
+    pub hits: Vec<f64>,
     /// `[K, n_ks]` NDCG gain sums.
     pub ndcg: Vec<f64>,
     /// `[K]` reciprocal-rank sums.
@@ -200,11 +493,12 @@ pub(crate) struct RankSums {
 }
 
 impl RankSums {
-    fn zeros(n_classes: usize, n_ks: usize) -> Self {
+    fn zeros(n_classes: usize, n_ks: usize, tie_break: TieBreak) -> Self {
         Self {
             n_ks,
+            tie_break,
             count: vec![0; n_classes],
-            hits: vec![0; n_classes * n_ks],
+            hits: vec![0.0; n_classes * n_ks],
             ndcg: vec![0.0; n_classes * n_ks],
             rr: vec![0.0; n_classes],
         }
@@ -222,29 +516,46 @@ impl RankSums {
 
     /// Accumulates in fixed-size chunks combined in order, so the floating-point result does not
     /// depend on the number of threads.
-    pub fn collect(ranks: &[u32], y_true: &[u32], n_classes: usize, ks: &[usize]) -> Self {
+    pub fn collect(
+        ranks: &[TargetRank],
+        y_true: &[u32],
+        n_classes: usize,
+        ks: &[usize],
+        tie: TieBreak,
+    ) -> Self {
         let nk = ks.len();
+        // Prefix sums are only read for tie groups under `Expected`.
+        let max_pos = if tie == TieBreak::Expected {
+            ranks
+                .par_iter()
+                .filter(|r| r.ties() > 1)
+                .map(|r| r.above as usize + r.ties() as usize)
+                .max()
+                .unwrap_or(0)
+        } else {
+            0
+        };
+        let prefix = Prefix::new(max_pos);
         let parts: Vec<RankSums> = ranks
             .par_chunks(ROW_CHUNK * 16)
             .zip(y_true.par_chunks(ROW_CHUNK * 16))
             .map(|(r, y)| {
-                let mut s = RankSums::zeros(n_classes, nk);
-                for (&r, &y) in r.iter().zip(y) {
+                let mut s = RankSums::zeros(n_classes, nk, tie);
+                let mut hits = vec![0.0; nk];
+                let mut ndcg = vec![0.0; nk];
+                for (r, &y) in r.iter().zip(y) {
                     let c = y as usize;
                     s.count[c] += 1;
-                    s.rr[c] += 1.0 / f64::from(r);
-                    let g = ndcg_gain(r);
-                    for (j, &k) in ks.iter().enumerate() {
-                        if r as usize <= k {
-                            s.hits[c * nk + j] += 1;
-                            s.ndcg[c * nk + j] += g;
-                        }
+                    s.rr[c] += prefix.gains(r, tie, ks, &mut hits, &mut ndcg);
+                    for j in 0..nk {
+                        s.hits[c * nk + j] += hits[j];
+                        s.ndcg[c * nk + j] += ndcg[j];
                     }
                 }
                 s
             })
             .collect();
-        let mut total = RankSums::zeros(n_classes, nk);
+        let mut total = RankSums::zeros(n_classes, nk, tie);
         for p in &parts {
             total.add(p);
         }
@@ -259,7 +570,7 @@ impl RankSums {
     ) -> Option<RankingMetrics> {
         let nk = self.n_ks;
         let mut n = 0u64;
-        let mut hits = vec![0u64; nk];
+        let mut hits = vec![0.0f64; nk];
         let mut ndcg = vec![0.0f64; nk];
         let mut rr = 0.0;
         for c in (0..self.count.len()).filter(|&c| in_group(c)) {
@@ -275,34 +586,56 @@ impl RankSums {
             RankingMetrics {
                 n_samples: n,
                 ks: ks.to_vec(),
-                hit_rate: hits.iter().map(|&h| h as f64 / nf).collect(),
+                hit_rate: hits.iter().map(|&h| h / nf).collect(),
                 ndcg: ndcg.iter().map(|&g| g / nf).collect(),
                 mrr: rr / nf,
+                tie_break: self.tie_break,
             }
         })
     }
 }
 
-/// Ranking metrics from precomputed 1-based ranks (e.g. from [`target_ranks`]).
+/// Ranking metrics from precomputed 1-based integer ranks (e.g. from [`target_ranks`]), taken
+/// as they are (no tie information: the result records [`TieBreak::LowerId`], the convention of
+/// [`target_ranks`]).
 ///
 /// Errors on empty input, a rank of 0, or bad cut-offs.
 pub fn ranking_from_ranks(ranks: &[u32], ks: &[usize]) -> Result<RankingMetrics> {
     if ranks.is_empty() {
         return Err(Error::Empty("ranks has no samples".into()));
     }
-    check_ks(ks)?;
     if let Some(i) = ranks.iter().position(|&r| r == 0) {
         return Err(Error::InvalidArgument(format!(
             "ranks[{i}] = 0; ranks are 1-based"
         )));
     }
+    let r: Vec<TargetRank> = ranks.iter().map(|&r| TargetRank::untied(r)).collect();
+    let mut m = ranking_from_target_ranks(&r, ks, TieBreak::Optimistic)?;
+    m.tie_break = TieBreak::LowerId;
+    Ok(m)
+}
+
+/// Ranking metrics from [`TargetRank`]s (e.g. from [`target_ranks_with_ties`]) under a tie
+/// convention.
+///
+/// Errors on empty input or bad cut-offs.
+pub fn ranking_from_target_ranks(
+    ranks: &[TargetRank],
+    ks: &[usize],
+    tie: TieBreak,
+) -> Result<RankingMetrics> {
+    if ranks.is_empty() {
+        return Err(Error::Empty("ranks has no samples".into()));
+    }
+    check_ks(ks)?;
     let zeros = vec![0u32; ranks.len()];
-    let sums = RankSums::collect(ranks, &zeros, 1, ks);
+    let sums = RankSums::collect(ranks, &zeros, 1, ks, tie);
     sums.metrics(ks, |_| true)
         .ok_or_else(|| Error::Empty("ranks has no samples".into()))
 }
 
-/// `HR@k`, `NDCG@k` (for every `k` in `ks`) and `MRR` of the true classes under `scores`.
+/// `HR@k`, `NDCG@k` (for every `k` in `ks`) and `MRR` of the true classes under `scores`, with
+/// the default [`TieBreak::Expected`] (see [`ranking_with`] for the other conventions).
 ///
 /// ```
 /// use behavior_eval::{ranking, ScoreMatrix};
@@ -312,12 +645,39 @@ pub fn ranking_from_ranks(ranks: &[u32], ks: &[usize]) -> Result<RankingMetrics>
 /// assert_eq!(m.hr_at(2), Some(1.0));
 /// assert!((m.ndcg_at(2).unwrap() - (1.0 + 1.0 / 3f64.log2()) / 2.0).abs() < 1e-12);
 /// assert!((m.mrr - 0.75).abs() < 1e-12);
+/// // A constant row: the true class is at each of the 3 positions with probability 1/3.
+/// let flat = ScoreMatrix::new(&[0.5; 3], 1, 3)?;
+/// let m = ranking(&flat, &[0], &[1])?;
+/// assert!((m.hr_at(1).unwrap() - 1.0 / 3.0).abs() < 1e-12);
+/// assert!((m.mrr - (1.0 + 1.0 / 2.0 + 1.0 / 3.0) / 3.0).abs() < 1e-12);
 /// # Ok::<(), behavior_eval::Error>(())
 /// ```
 pub fn ranking(scores: &ScoreMatrix<'_>, y_true: &[u32], ks: &[usize]) -> Result<RankingMetrics> {
+    ranking_with(scores, y_true, ks, TieBreak::default())
+}
+
+/// [`ranking`] under an explicit tie convention.
+///
+/// ```
+/// use behavior_eval::ranking::{ranking_with, TieBreak};
+/// use behavior_eval::ScoreMatrix;
+/// let flat = ScoreMatrix::new(&[0.5; 4], 1, 4)?;
+/// assert_eq!(ranking_with(&flat, &[0], &[1], TieBreak::LowerId)?.hr_at(1), Some(1.0));
+/// assert_eq!(ranking_with(&flat, &[3], &[1], TieBreak::LowerId)?.hr_at(1), Some(0.0));
+/// assert_eq!(ranking_with(&flat, &[0], &[1], TieBreak::Optimistic)?.hr_at(1), Some(1.0));
+/// assert_eq!(ranking_with(&flat, &[0], &[1], TieBreak::Pessimistic)?.hr_at(1), Some(0.0));
+/// assert_eq!(ranking_with(&flat, &[0], &[1], TieBreak::Expected)?.hr_at(1), Some(0.25));
+/// # Ok::<(), behavior_eval::Error>(())
+/// ```
+pub fn ranking_with(
+    scores: &ScoreMatrix<'_>,
+    y_true: &[u32],
+    ks: &[usize],
+    tie: TieBreak,
+) -> Result<RankingMetrics> {
     check_ks(ks)?;
-    let ranks = target_ranks(scores, y_true)?;
-    ranking_from_ranks(&ranks, ks)
+    let ranks = target_ranks_with_ties(scores, y_true)?;
+    ranking_from_target_ranks(&ranks, ks, tie)
 }
 
 #[cfg(test)]
@@ -335,6 +695,91 @@ mod tests {
         assert_eq!(rank_and_argmax(&row, 36).1, 3); // first 10.0 is at i = 3
         assert_eq!(max_of(&row), 10.0);
         assert_eq!(max_of(&[f32::NEG_INFINITY]), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn all_equal_scores_give_one_over_k_under_expected_ties() {
+        // The bug: with a constant row the true class used to win its ties when it had the lowest
+        // id (HR@1 = 1 for class 0). Under the expected convention every class gets 1/K.
+        let k = 5usize;
+        let scores = vec![0.25f32; k * k];
+        let s = ScoreMatrix::new(&scores, k, k).unwrap();
+        let harmonic: f64 = (1..=k).map(|r| 1.0 / r as f64).sum();
+        for y in 0..k as u32 {
+            let row = ScoreMatrix::new(s.row(y as usize), 1, k).unwrap();
+            let m = ranking(&row, &[y], &[1, 2, 5]).unwrap();
+            assert!((m.hr_at(1).unwrap() - 0.2).abs() < 1e-15, "{m:?}");
+            assert!((m.hr_at(2).unwrap() - 0.4).abs() < 1e-15);
+            assert_eq!(m.hr_at(5), Some(1.0));
+            assert!((m.mrr - harmonic / k as f64).abs() < 1e-15);
+            let ndcg2 = (ndcg_gain(1) + ndcg_gain(2)) / 5.0;
+            assert!((m.ndcg_at(2).unwrap() - ndcg2).abs() < 1e-15);
+            assert_eq!(m.tie_break, TieBreak::Expected);
+        }
+        // All samples at once, and the old rule for contrast.
+        let y: Vec<u32> = (0..k as u32).collect();
+        let m = ranking(&s, &y, &[1]).unwrap();
+        assert!((m.hr_at(1).unwrap() - 0.2).abs() < 1e-15);
+        assert!((m.mrr - harmonic / k as f64).abs() < 1e-15);
+        let row0 = ScoreMatrix::new(s.row(0), 1, k).unwrap();
+        let old = ranking_with(&row0, &[0], &[1], TieBreak::LowerId).unwrap();
+        assert_eq!(old.hr_at(1), Some(1.0));
+        let pess = ranking_with(&s, &y, &[1], TieBreak::Pessimistic).unwrap();
+        assert_eq!(pess.hr_at(1), Some(0.0));
+        assert!((pess.mrr - 0.2).abs() < 1e-15);
+    }
+
+    #[test]
+    fn prefix_sums_agree_with_per_sample_sums() {
+        let ks = [1usize, 2, 3, 7, 40];
+        for above in [0u32, 1, 3, 10] {
+            for (tb, ta) in [(0u32, 0u32), (1, 0), (0, 1), (2, 3), (9, 20)] {
+                let r = TargetRank {
+                    above,
+                    tied_before: tb,
+                    tied_after: ta,
+                };
+                for tie in [
+                    TieBreak::Expected,
+                    TieBreak::Optimistic,
+                    TieBreak::Pessimistic,
+                    TieBreak::LowerId,
+                ] {
+                    let m = ranking_from_target_ranks(&[r], &ks, tie).unwrap();
+                    for (j, &k) in ks.iter().enumerate() {
+                        assert!((m.hit_rate[j] - r.hit(k, tie)).abs() < 1e-12);
+                        assert!(
+                            (m.ndcg[j] - r.ndcg(k, tie)).abs() < 1e-12,
+                            "{r:?} {tie:?} {k}"
+                        );
+                    }
+                    assert!((m.mrr - r.reciprocal_rank(tie)).abs() < 1e-12);
+                }
+            }
+        }
+        let r = TargetRank {
+            above: 2,
+            tied_before: 1,
+            tied_after: 2,
+        };
+        // positions 3..=6, each with probability 1/4
+        assert_eq!(r.hit(4, TieBreak::Expected), 0.5);
+        assert_eq!(r.expected_rank(), 4.5);
+        assert_eq!(r.rank(TieBreak::LowerId), 4);
+        assert_eq!(r.rank(TieBreak::Pessimistic), 6);
+        let rr = (1.0 / 3.0 + 1.0 / 4.0 + 1.0 / 5.0 + 1.0 / 6.0) / 4.0;
+        assert!((r.reciprocal_rank(TieBreak::Expected) - rr).abs() < 1e-15);
+    }
+
+    #[test]
+    fn metrics_serialised_before_tie_break_read_back_as_lower_id() {
+        let json = r#"{"n_samples": 1, "ks": [1], "hit_rate": [1.0], "ndcg": [1.0], "mrr": 1.0}"#;
+        let m: RankingMetrics = serde_json::from_str(json).unwrap();
+        assert_eq!(m.tie_break, TieBreak::LowerId);
+        assert_eq!(
+            ranking_from_ranks(&[1, 2], &[1]).unwrap().tie_break,
+            TieBreak::LowerId
+        );
     }
 
     #[test]

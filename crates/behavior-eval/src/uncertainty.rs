@@ -12,6 +12,11 @@
 //! * [`mcnemar`] — exact McNemar (binomial sign) test on per-sample correctness:
 //!   `p = min(1, 2 · P(Bin(b + c, ½) <= min(b, c)))` with `b` = A right & B wrong and `c` = A wrong
 //!   & B right; `p = 1` when `b + c = 0`.
+//! * [`mcnemar_test`] / [`mcnemar_counts`] — the same counts with every variant of the exact
+//!   test ([`McNemarTest`]): two-sided exact (as [`mcnemar`]), two-sided **mid-p**
+//!   `min(1, 2 P(X <= m) − P(X = m))` with `m = min(b, c)`, and the one-sided versions for "A is
+//!   better" (`H1: b > c`): exact `P(X >= b) = P(X <= c)` and mid-p `P(X > b) + ½ P(X = b)`, where
+//!   `X ~ Bin(b + c, ½)`. All are 1 when `b + c = 0` (no discordant pair, no evidence).
 
 use crate::input::{check_finite, check_same_len};
 use crate::{Error, Result};
@@ -129,7 +134,7 @@ fn quantile_sorted(sorted: &[f64], q: f64) -> f64 {
     sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - lo as f64)
 }
 
-fn rng_for(seed: u64, b: usize) -> ChaCha8Rng {
+pub(crate) fn rng_for(seed: u64, b: usize) -> ChaCha8Rng {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     rng.set_stream(b as u64);
     rng
@@ -152,7 +157,7 @@ where
         .collect()
 }
 
-fn interval(estimate: f64, mut stats: Vec<f64>, level: f64) -> Result<Interval> {
+pub(crate) fn interval(estimate: f64, mut stats: Vec<f64>, level: f64) -> Result<Interval> {
     if let Some(i) = stats.iter().position(|v| v.is_nan()) {
         return Err(Error::NonFinite {
             what: "bootstrap statistic",
@@ -304,6 +309,83 @@ pub fn mcnemar(correct_a: &[bool], correct_b: &[bool]) -> Result<McNemar> {
     })
 }
 
+/// Every variant of the exact McNemar test on the same discordant counts (see the
+/// [module docs](self)).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct McNemarTest {
+    /// Samples where A is right and B wrong (`b`).
+    pub a_only: u64,
+    /// Samples where B is right and A wrong (`c`).
+    pub b_only: u64,
+    /// Two-sided exact p-value `min(1, 2 P(X <= min(b, c)))` (scipy `binomtest(b, b + c)`).
+    pub p_exact: f64,
+    /// Two-sided mid-p value `min(1, 2 P(X <= m) − P(X = m))`, `m = min(b, c)`.
+    pub p_mid: f64,
+    /// One-sided exact p-value of "A is better", `P(X >= b)` (scipy
+    /// `binomtest(b, b + c, alternative="greater")`).
+    pub p_exact_greater: f64,
+    /// One-sided mid-p value of "A is better", `P(X > b) + ½ P(X = b)`.
+    pub p_mid_greater: f64,
+}
+
+/// [`McNemarTest`] from the discordant counts `a_only` (A right, B wrong) and `b_only`.
+///
+/// ```
+/// use behavior_eval::uncertainty::mcnemar_counts;
+/// let t = mcnemar_counts(6, 0); // 6 discordant pairs, all for A
+/// assert!((t.p_exact - 2.0 / 64.0).abs() < 1e-15);
+/// assert!((t.p_exact_greater - 1.0 / 64.0).abs() < 1e-15);
+/// assert!((t.p_mid_greater - 0.5 / 64.0).abs() < 1e-15);
+/// assert!((t.p_mid - 1.0 / 64.0).abs() < 1e-15);
+/// ```
+pub fn mcnemar_counts(a_only: u64, b_only: u64) -> McNemarTest {
+    let (b, c) = (a_only, b_only);
+    if b + c == 0 {
+        return McNemarTest {
+            a_only,
+            b_only,
+            p_exact: 1.0,
+            p_mid: 1.0,
+            p_exact_greater: 1.0,
+            p_mid_greater: 1.0,
+        };
+    }
+    let (cdf_m, pmf_m) = binomial_half_cdf(b.min(c), b + c);
+    let (cdf_c, pmf_c) = binomial_half_cdf(c, b + c);
+    McNemarTest {
+        a_only,
+        b_only,
+        p_exact: (2.0 * cdf_m).min(1.0),
+        p_mid: (2.0 * cdf_m - pmf_m).clamp(0.0, 1.0),
+        // P(X >= b) = P(X <= c) and P(X = b) = P(X = c) by the symmetry of Bin(n, ½).
+        p_exact_greater: cdf_c.min(1.0),
+        p_mid_greater: (cdf_c - 0.5 * pmf_c).clamp(0.0, 1.0),
+    }
+}
+
+/// [`McNemarTest`] of two systems' per-sample correctness on the same samples.
+pub fn mcnemar_test(correct_a: &[bool], correct_b: &[bool]) -> Result<McNemarTest> {
+    let t = mcnemar(correct_a, correct_b)?;
+    Ok(mcnemar_counts(t.a_only, t.b_only))
+}
+
+/// `(P(X <= m), P(X = m))` for `X ~ Bin(n, ½)`, summed in log space (stable for large counts).
+fn binomial_half_cdf(m: u64, n: u64) -> (f64, f64) {
+    let ln_half_n = n as f64 * 0.5f64.ln();
+    let mut log_c = 0.0f64; // ln C(n, i)
+    let mut terms = Vec::with_capacity(m as usize + 1);
+    for i in 0..=m {
+        terms.push(log_c + ln_half_n);
+        if i < n {
+            log_c += ((n - i) as f64).ln() - ((i + 1) as f64).ln();
+        }
+    }
+    let mx = terms.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let cdf = mx.exp() * terms.iter().map(|t| (t - mx).exp()).sum::<f64>();
+    let pmf = terms.last().copied().unwrap_or(f64::NEG_INFINITY).exp();
+    (cdf.min(1.0), pmf)
+}
+
 /// `min(1, 2 P(Bin(b + c, ½) <= min(b, c)))`, summed in log space (stable for large counts).
 fn binomial_two_sided(b: u64, c: u64) -> f64 {
     let n = b + c;
@@ -387,6 +469,60 @@ mod tests {
         let t = mcnemar(&[true, false], &[true, false]).unwrap();
         assert_eq!(t.p_value, 1.0);
         assert!(paired_bootstrap(&v, &v[1..], &BootstrapConfig::default()).is_err());
+    }
+
+    #[test]
+    fn mcnemar_variants_match_scipy() {
+        // Expected values from scipy 1.17.1:
+        //   python3 -c "from scipy.stats import binomtest, binom; b, c = 3, 10; n = b + c;
+        //     print(binomtest(b, n).pvalue, binomtest(b, n, alternative='greater').pvalue,
+        //           binom.sf(b, n, .5) + .5 * binom.pmf(b, n, .5),
+        //           min(1, 2 * binom.cdf(min(b, c), n, .5) - binom.pmf(min(b, c), n, .5)))"
+        // (b, c, exact two-sided, exact greater, mid-p greater, mid-p two-sided)
+        let cases = [
+            (
+                3,
+                10,
+                0.09228515625,
+                0.98876953125,
+                0.9713134765625,
+                0.05737304687500002,
+            ),
+            (
+                10,
+                3,
+                0.09228515625,
+                0.046142578125,
+                0.028686523437499986,
+                0.05737304687500002,
+            ),
+            (7, 7, 1.0, 0.604736328125, 0.4999999999999999, 1.0),
+            (
+                15,
+                4,
+                0.0192108154296875,
+                0.00960540771484375,
+                0.005908966064453123,
+                0.011817932128906253,
+            ),
+            (0, 1, 1.0, 1.0, 0.75, 0.4999999999999999),
+            (1, 0, 1.0, 0.5, 0.25, 0.4999999999999999),
+        ];
+        for (b, c, exact, greater, mid_greater, mid) in cases {
+            let t = mcnemar_counts(b, c);
+            let close = |x: f64, y: f64| (x - y).abs() < 1e-12;
+            assert!(close(t.p_exact, exact), "{b},{c}: {t:?}");
+            assert!(close(t.p_exact_greater, greater), "{b},{c}: {t:?}");
+            assert!(close(t.p_mid_greater, mid_greater), "{b},{c}: {t:?}");
+            assert!(close(t.p_mid, mid), "{b},{c}: {t:?}");
+            assert!(close(t.p_exact, binomial_two_sided(b, c)));
+        }
+        let none = mcnemar_counts(0, 0);
+        assert_eq!((none.p_exact, none.p_mid_greater), (1.0, 1.0));
+        let big = mcnemar_counts(100_000, 90_000);
+        assert!(big.p_mid_greater < 1e-100 && big.p_mid_greater > 0.0);
+        let worse = mcnemar_counts(90_000, 100_000).p_mid_greater;
+        assert!((worse - 1.0).abs() < 1e-9, "{worse}");
     }
 
     #[test]

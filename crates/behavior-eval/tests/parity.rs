@@ -2,14 +2,19 @@
 //!
 //! Fixtures: `tests/fixtures/*.json`, generated once by `scripts/make_sklearn_fixtures.py`
 //! (see its docstring to rerun). Every float is compared with an absolute tolerance of 1e-9;
-//! counts, ranks and predictions exactly.
+//! counts, ranks and predictions exactly. `classification_ranking.json` ranks ties by the lower
+//! class id (`TieBreak::LowerId`); `ranking_ties.json` (from `scripts/make_tie_fixtures.py`)
+//! checks the default `TieBreak::Expected` against scikit-learn's `ndcg_score(ignore_ties=False)`.
 
 use anyhow::{ensure, Context, Result};
 use behavior_eval::generation::{
     corpus_bleu, jensen_shannon, total_variation, BleuConfig, BleuSmoothing,
 };
+use behavior_eval::ranking::ranking_with;
 use behavior_eval::uncertainty::{mcnemar, MeanStd};
-use behavior_eval::{evaluate, target_ranks, top1, EvalConfig, GroupMetrics, ScoreMatrix};
+use behavior_eval::{
+    evaluate_with, target_ranks, top1, EvalConfig, GroupMetrics, ScoreMatrix, TieBreak,
+};
 use serde_json::Value;
 
 const TOL: f64 = 1e-9;
@@ -121,7 +126,8 @@ fn classification_and_ranking_match_sklearn() -> Result<()> {
             target_ranks(&s, &y)? == u32s(&exp["ranks"])?,
             "{name}: ranks differ"
         );
-        let e = evaluate(&s, &y, Some(&anchor), &EvalConfig { ks })?;
+        // These fixtures rank ties by the lower class id.
+        let e = evaluate_with(&s, &y, Some(&anchor), &EvalConfig { ks }, TieBreak::LowerId)?;
         let cm: Vec<Vec<u64>> = serde_json::from_value(exp["confusion"].clone())?;
         ensure!(
             e.confusion.to_rows() == cm,
@@ -157,6 +163,44 @@ fn classification_and_ranking_match_sklearn() -> Result<()> {
                 (got, want) => anyhow::bail!("{name}/{g}: got {:?}, want {want}", got.is_some()),
             }
         }
+    }
+    Ok(())
+}
+
+#[test]
+fn expected_tie_ranking_matches_sklearn_ndcg_score() -> Result<()> {
+    let fx = load("ranking_ties.json")?;
+    let cases = fx["cases"].as_array().context("cases")?;
+    ensure!(cases.len() >= 16, "only {} cases", cases.len());
+    for case in cases {
+        let name = case["name"].as_str().context("name")?;
+        let k = case["n_classes"].as_u64().context("n_classes")? as usize;
+        let ks: Vec<usize> = u32s(&case["ks"])?.into_iter().map(|x| x as usize).collect();
+        let scores: Vec<f32> = case["scores"]
+            .as_array()
+            .context("scores")?
+            .iter()
+            .map(|v| f(v).map(|x| x as f32))
+            .collect::<Result<_>>()?;
+        let y = u32s(&case["y_true"])?;
+        let s = ScoreMatrix::new(&scores, y.len(), k)?;
+        let m = ranking_with(&s, &y, &ks, TieBreak::Expected)?;
+        let exp = &case["expected"];
+        close_vec(&format!("{name}/ndcg (sklearn)"), &m.ndcg, &exp["ndcg"])?;
+        close_vec(&format!("{name}/hit_rate"), &m.hit_rate, &exp["hit_rate"])?;
+        close(&format!("{name}/mrr"), m.mrr, &exp["mrr"])?;
+        let opt = ranking_with(&s, &y, &ks, TieBreak::Optimistic)?;
+        close_vec(
+            &format!("{name}/optimistic hit_rate"),
+            &opt.hit_rate,
+            &case["optimistic"]["hit_rate"],
+        )?;
+        let pes = ranking_with(&s, &y, &ks, TieBreak::Pessimistic)?;
+        close_vec(
+            &format!("{name}/pessimistic hit_rate"),
+            &pes.hit_rate,
+            &case["pessimistic"]["hit_rate"],
+        )?;
     }
     Ok(())
 }
