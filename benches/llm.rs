@@ -122,9 +122,19 @@ fn lora_training() -> (nn::VarStore, LlamaForCausalLM, SftData, TrainConfig) {
 
 /// One `fit` call of `cfg.max_steps` steps.
 fn lora_fit(vs: &mut nn::VarStore, model: &LlamaForCausalLM, data: &SftData, cfg: &TrainConfig) {
-    let mut no_eval =
-        |_: &LlamaForCausalLM| -> behavior_train::Result<BTreeMap<String, f64>> { Ok(BTreeMap::new()) };
-    fit(cfg, model, vs, data, &mut Sft, &mut no_eval, &FitOptions::default()).unwrap();
+    let mut no_eval = |_: &LlamaForCausalLM| -> behavior_train::Result<BTreeMap<String, f64>> {
+        Ok(BTreeMap::new())
+    };
+    fit(
+        cfg,
+        model,
+        vs,
+        data,
+        &mut Sft,
+        &mut no_eval,
+        &FitOptions::default(),
+    )
+    .unwrap();
 }
 
 fn benches(c: &mut Criterion) {
@@ -159,7 +169,9 @@ fn benches(c: &mut Criterion) {
     let mut g = c.benchmark_group("cpu_llm_lora_train");
     g.sample_size(10);
     g.throughput(Throughput::Elements((BATCH * SEQ) as u64));
-    g.bench_function("b4x128_r8_qkvo", |b| b.iter(|| lora_fit(&mut vs, &model, &data, &cfg)));
+    g.bench_function("b4x128_r8_qkvo", |b| {
+        b.iter(|| lora_fit(&mut vs, &model, &data, &cfg))
+    });
     g.finish();
 }
 

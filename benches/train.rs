@@ -48,9 +48,8 @@ fn bench_config(c: &mut Criterion, name: &str, cfg: &BehaveGptConfig, device: De
         ..TrainConfig::default()
     };
     let mut loss = Loss::new(&LossConfig::Ce, &vec![1.0; K as usize], device).expect("loss");
-    let mut no_eval = |_: &BehaveGpt| -> behavior_train::Result<BTreeMap<String, f64>> {
-        Ok(BTreeMap::new())
-    };
+    let mut no_eval =
+        |_: &BehaveGpt| -> behavior_train::Result<BTreeMap<String, f64>> { Ok(BTreeMap::new()) };
     let opts = FitOptions::default();
     let mut group = c.benchmark_group("train");
     group.throughput(Throughput::Elements(STEPS * B as u64));
@@ -58,7 +57,16 @@ fn bench_config(c: &mut Criterion, name: &str, cfg: &BehaveGptConfig, device: De
     group.bench_function(name, |bench| {
         bench.iter(|| {
             // fit reads the losses back at its last step, which waits for the work (CUDA too).
-            fit(&tcfg, &model, &mut vs, &data, &mut loss, &mut no_eval, &opts).expect("fit")
+            fit(
+                &tcfg,
+                &model,
+                &mut vs,
+                &data,
+                &mut loss,
+                &mut no_eval,
+                &opts,
+            )
+            .expect("fit")
         })
     });
     group.finish();

@@ -36,7 +36,9 @@ use crate::cli::{CommonArgs, Preset};
 use crate::config::{resolve, ExperimentConfig};
 use crate::datasets::GenericSource;
 use crate::run::Run;
-use crate::table::{run_systems, LoopOptions, Outcomes, Role, System, SystemKind, Task, WindowConfig};
+use crate::table::{
+    run_systems, LoopOptions, Outcomes, Role, System, SystemKind, Task, WindowConfig,
+};
 
 /// The experiment's config (the preset's values, then `--config`, then `--set`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -542,7 +544,10 @@ fn claim(
         ("macro recall", ClaimMetric::MacroRecall),
     ] {
         let mean = |n: &String| -> f64 {
-            let v: Vec<f64> = out.evals[n].iter().filter_map(|e| e.metric(metric.key())).collect();
+            let v: Vec<f64> = out.evals[n]
+                .iter()
+                .filter_map(|e| e.metric(metric.key()))
+                .collect();
             v.iter().sum::<f64>() / v.len().max(1) as f64
         };
         let best = names(Role::Method)
@@ -564,7 +569,10 @@ fn claim(
                 ..ClaimConfig::default()
             },
         )?;
-        lines.push(format!("{label} (best BehaveGPT variant: {best}): {}", a.summary));
+        lines.push(format!(
+            "{label} (best BehaveGPT variant: {best}): {}",
+            a.summary
+        ));
         all.push(a);
     }
     let verdict = if all.iter().all(|a| a.verdict == ClaimVerdict::Reproduced) {

@@ -153,7 +153,12 @@ impl Task {
     /// Evaluates a score matrix over `part`'s samples.
     pub fn evaluate(&self, scores: &[f32], part: &SequenceBatch) -> Result<Evaluation> {
         let s = ScoreMatrix::new(scores, part.n, self.k)?;
-        Ok(evaluate(&s, &part.target, Some(&self.is_anchor), &self.eval)?)
+        Ok(evaluate(
+            &s,
+            &part.target,
+            Some(&self.is_anchor),
+            &self.eval,
+        )?)
     }
 }
 
@@ -233,7 +238,8 @@ impl System {
                 model
                     .check(shape)
                     .with_context(|| format!("{}: model", self.name))?;
-                loss.check().with_context(|| format!("{}: loss", self.name))?;
+                loss.check()
+                    .with_context(|| format!("{}: loss", self.name))?;
             }
             _ => {}
         }
@@ -356,7 +362,7 @@ pub fn run_systems(
                 ..opts.train.clone()
             };
             let mut on_valid =
-                |m: &dyn SequenceModel| -> behavior_train::Result<BTreeMap<String, f64>> {
+                |m: &(dyn SequenceModel + 'static)| -> behavior_train::Result<BTreeMap<String, f64>> {
                     let p = Neural {
                         model: m,
                         device: opts.device,

@@ -88,17 +88,28 @@ fn behavegpt_smoke_preset_end_to_end() -> anyhow::Result<()> {
     for a in &o.claims {
         let key = a.config.metric.key();
         let mean = |name: &str| {
-            let v: Vec<f64> = o.evaluations[name].iter().map(|e| e.metric(key).unwrap()).collect();
+            let v: Vec<f64> = o.evaluations[name]
+                .iter()
+                .map(|e| e.metric(key).unwrap())
+                .collect();
             v.iter().sum::<f64>() / v.len() as f64
         };
         let best = &a.baselines[a.best_baseline];
         for b in &a.baselines {
-            assert!((b.mean_std.mean - mean(&b.name)).abs() < 1e-9, "{} {key}", b.name);
+            assert!(
+                (b.mean_std.mean - mean(&b.name)).abs() < 1e-9,
+                "{} {key}",
+                b.name
+            );
             assert!(b.mean_std.mean <= best.mean_std.mean);
         }
         assert!((a.method.mean_std.mean - mean(&a.method.name)).abs() < 1e-9);
         let rel = (a.method.mean_std.mean - best.mean_std.mean) / best.mean_std.mean;
-        assert!((a.relative_gain - rel).abs() < 1e-9, "{key}: {} vs {rel}", a.relative_gain);
+        assert!(
+            (a.relative_gain - rel).abs() < 1e-9,
+            "{key}: {} vs {rel}",
+            a.relative_gain
+        );
     }
     assert!(o.dir.join("claim.json").is_file());
     // DRO logs per-class weights that form a distribution.

@@ -194,7 +194,10 @@ mod tests {
             &LoadOptions::default(),
         )
         .unwrap_err();
-        assert!(matches!(e, Error::NotFound { ref name, .. } if name == "llmob-tokyo"), "{e}");
+        assert!(
+            matches!(e, Error::NotFound { ref name, .. } if name == "llmob-tokyo"),
+            "{e}"
+        );
     }
 
     #[test]
@@ -202,7 +205,10 @@ mod tests {
         let v: Vec<u32> = (0..1000).collect();
         let a = subsample(&v, 100, 1);
         assert_eq!(a.len(), 100);
-        assert!(a.windows(2).all(|w| w[0] < w[1]), "kept in order, no repeats");
+        assert!(
+            a.windows(2).all(|w| w[0] < w[1]),
+            "kept in order, no repeats"
+        );
         assert_eq!(a, subsample(&v, 100, 1));
         assert_ne!(a, subsample(&v, 100, 2));
         assert!(*a.last().unwrap() > 500, "spread over the range: {a:?}");

@@ -29,8 +29,8 @@ pub mod trainer;
 
 pub use error::{Error, Result};
 pub use loss::{Loss, LossConfig};
+pub use objective::{Batches, Distill, Objective, Sft, SftData, TeacherData, Unlearn};
 pub use optim::{AdamW, AdamWConfig};
-pub use objective::{Batches, Distill, Objective, SftData, Sft, TeacherData, Unlearn};
 pub use trainer::{
     fit, score_last, EarlyStop, FitOptions, Mode, ParamSelect, TrainConfig, TrainSummary,
 };

@@ -400,13 +400,8 @@ impl<M: SequenceModel + ?Sized> Objective<M, TeacherBatch> for Unlearn {
         )?;
         let ff = forget.f_to_kind(Kind::Float)?;
         let nf = ff.f_sum(Kind::Float)?;
-        let ce = s.f_cross_entropy_loss::<Tensor>(
-            &y.f_clamp_min(0)?,
-            None,
-            Reduction::None,
-            -1,
-            0.0,
-        )?;
+        let ce =
+            s.f_cross_entropy_loss::<Tensor>(&y.f_clamp_min(0)?, None, Reduction::None, -1, 0.0)?;
         let capped = ce.f_clamp_max(self.cap)?;
         let forget_ce = (&capped * &ff).f_sum(Kind::Float)? / nf.f_clamp_min(1.0)?;
         let loss = &retain - &forget_ce * self.beta;
@@ -419,8 +414,14 @@ impl<M: SequenceModel + ?Sized> Objective<M, TeacherBatch> for Unlearn {
     fn log_fields(&mut self) -> Result<BTreeMap<String, serde_json::Value>> {
         let mut m = BTreeMap::new();
         if let Some((r, f)) = &self.last {
-            m.insert("retain_loss".into(), serde_json::json!(r.f_double_value(&[])?));
-            m.insert("forget_ce".into(), serde_json::json!(f.f_double_value(&[])?));
+            m.insert(
+                "retain_loss".into(),
+                serde_json::json!(r.f_double_value(&[])?),
+            );
+            m.insert(
+                "forget_ce".into(),
+                serde_json::json!(f.f_double_value(&[])?),
+            );
         }
         Ok(m)
     }

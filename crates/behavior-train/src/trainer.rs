@@ -383,7 +383,10 @@ where
     objective.set_compute_kind(model, compute);
     let params = cfg.params.apply(vs)?;
     let mut opt = AdamW::over(
-        params.iter().map(|(n, t)| (n.clone(), t.shallow_clone())).collect(),
+        params
+            .iter()
+            .map(|(n, t)| (n.clone(), t.shallow_clone()))
+            .collect(),
         &cfg.optim,
         crate::optim::default_decays,
     )?;

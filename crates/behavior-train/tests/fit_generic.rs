@@ -4,14 +4,12 @@
 
 use behavior_models::behavegpt::BehaveGpt;
 use behavior_models::llm::{
-    collate, sft_loss, sft_loss_weighted, LlamaForCausalLM, LoadOptions, Llm, LoraConfig,
+    collate, sft_loss, sft_loss_weighted, LlamaForCausalLM, Llm, LoadOptions, LoraConfig,
     SftExample,
 };
 use behavior_models::{SeqBatch, SequenceModel};
 use behavior_train::checkpoint;
-use behavior_train::{
-    fit, Batches, FitOptions, Objective, ParamSelect, Sft, SftData, TrainConfig,
-};
+use behavior_train::{fit, Batches, FitOptions, Objective, ParamSelect, Sft, SftData, TrainConfig};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use tch::nn::VarStore;
@@ -54,7 +52,9 @@ fn tiny_lora() -> anyhow::Result<Llm> {
 fn examples(vocab: i64) -> Vec<SftExample> {
     (0..24i64)
         .map(|i| {
-            let prompt: Vec<i64> = (0..6 + i % 4).map(|j| 3 + (i * 7 + j * 5) % (vocab - 3)).collect();
+            let prompt: Vec<i64> = (0..6 + i % 4)
+                .map(|j| 3 + (i * 7 + j * 5) % (vocab - 3))
+                .collect();
             let last = *prompt.last().unwrap();
             SftExample {
                 prompt,
@@ -80,9 +80,7 @@ fn sft_cfg(steps: u64) -> TrainConfig {
     }
 }
 
-fn no_eval_llm(
-    _: &LlamaForCausalLM,
-) -> behavior_train::Result<BTreeMap<String, f64>> {
+fn no_eval_llm(_: &LlamaForCausalLM) -> behavior_train::Result<BTreeMap<String, f64>> {
     Ok(BTreeMap::new())
 }
 
@@ -98,7 +96,10 @@ fn lora_sft_through_fit_resumes_bit_identically_and_touches_only_the_adapter() -
 {
     let _g = lock();
     let tmp = tempfile::tempdir()?;
-    let run = |dir: PathBuf, stop: Option<u64>, resume: bool| -> anyhow::Result<BTreeMap<String, Tensor>> {
+    let run = |dir: PathBuf,
+               stop: Option<u64>,
+               resume: bool|
+     -> anyhow::Result<BTreeMap<String, Tensor>> {
         let mut llm = tiny_lora()?;
         let data = SftData::new(examples(llm.model.config.vocab_size), 0, Device::Cpu);
         let opts = FitOptions {
@@ -126,7 +127,10 @@ fn lora_sft_through_fit_resumes_bit_identically_and_touches_only_the_adapter() -
     let mut lora_moved = 0;
     for (name, w) in &full {
         let r = &resumed[name];
-        assert!(w.equal(r), "{name}: resumed run differs from the uninterrupted one");
+        assert!(
+            w.equal(r),
+            "{name}: resumed run differs from the uninterrupted one"
+        );
         let moved = !w.equal(&before[name]);
         if name.contains("lora_") {
             lora_moved += moved as usize;
@@ -139,7 +143,11 @@ fn lora_sft_through_fit_resumes_bit_identically_and_touches_only_the_adapter() -
     let latest = checkpoint::find(&tmp.path().join("full/checkpoints"), "latest")?.unwrap();
     let saved = Tensor::read_safetensors(latest.join("model.safetensors"))?;
     assert!(!saved.is_empty());
-    assert!(saved.iter().all(|(n, _)| n.contains("lora_")), "{:?}", saved.iter().map(|s| &s.0).collect::<Vec<_>>());
+    assert!(
+        saved.iter().all(|(n, _)| n.contains("lora_")),
+        "{:?}",
+        saved.iter().map(|s| &s.0).collect::<Vec<_>>()
+    );
     // And the loss fell.
     let log = std::fs::read_to_string(tmp.path().join("full/metrics.jsonl"))?;
     let losses: Vec<f64> = log
@@ -148,7 +156,10 @@ fn lora_sft_through_fit_resumes_bit_identically_and_touches_only_the_adapter() -
         .filter_map(|v| v["loss"].as_f64())
         .collect();
     assert!(losses.len() >= 3);
-    assert!(losses.last().unwrap() < losses.first().unwrap(), "{losses:?}");
+    assert!(
+        losses.last().unwrap() < losses.first().unwrap(),
+        "{losses:?}"
+    );
     Ok(())
 }
 
@@ -186,7 +197,12 @@ struct ShrinkLogits {
 }
 
 impl Objective<BehaveGpt, SeqBatch> for ShrinkLogits {
-    fn loss(&mut self, model: &BehaveGpt, batch: &SeqBatch, train: bool) -> behavior_train::Result<Tensor> {
+    fn loss(
+        &mut self,
+        model: &BehaveGpt,
+        batch: &SeqBatch,
+        train: bool,
+    ) -> behavior_train::Result<Tensor> {
         self.calls += 1;
         Ok(model.logits(batch, train)?.square().mean(Kind::Float))
     }
@@ -203,7 +219,8 @@ fn a_custom_objective_from_another_crate_trains_through_fit() -> anyhow::Result<
     let mut vs = VarStore::new(Device::Cpu);
     let m = BehaveGpt::new(&vs.root(), &model_cfg())?;
     let mean_sq = |m: &BehaveGpt| {
-        tch::no_grad(|| m.logits(&train, false).unwrap().square().mean(Kind::Float)).double_value(&[])
+        tch::no_grad(|| m.logits(&train, false).unwrap().square().mean(Kind::Float))
+            .double_value(&[])
     };
     let before = mean_sq(&m);
     let tmp = tempfile::tempdir()?;
@@ -233,7 +250,10 @@ fn a_custom_objective_from_another_crate_trains_through_fit() -> anyhow::Result<
     assert_eq!(obj.calls, 20);
     assert!(mean_sq(&m) < 0.5 * before, "{} vs {before}", mean_sq(&m));
     let log = std::fs::read_to_string(tmp.path().join("metrics.jsonl"))?;
-    assert!(log.contains("\"calls\":20"), "objective log fields reach metrics.jsonl: {log}");
+    assert!(
+        log.contains("\"calls\":20"),
+        "objective log fields reach metrics.jsonl: {log}"
+    );
     Ok(())
 }
 
@@ -246,7 +266,11 @@ fn param_select_matching_trains_only_the_matching_variables() -> anyhow::Result<
     let m = BehaveGpt::new(&vs.root(), &model_cfg())?;
     let before = named(&vs);
     let head: Vec<&String> = before.keys().filter(|n| n.contains("head")).collect();
-    assert!(!head.is_empty(), "the model has head variables: {:?}", before.keys());
+    assert!(
+        !head.is_empty(),
+        "the model has head variables: {:?}",
+        before.keys()
+    );
     let mut loss = behavior_train::Loss::new(
         &behavior_train::LossConfig::Ce,
         &[1.0; common::K as usize],
@@ -299,7 +323,9 @@ fn seq_batch_serves_the_rows_it_is_asked_for() -> anyhow::Result<()> {
     let d = data(10, 4, 3);
     let idx = [7i64, 2, 9];
     let b = Batches::batch(&d, &idx, &Tensor::from_slice(&idx))?;
-    assert!(b.behaviour.equal(&d.behaviour.index_select(0, &Tensor::from_slice(&idx))));
+    assert!(b
+        .behaviour
+        .equal(&d.behaviour.index_select(0, &Tensor::from_slice(&idx))));
     assert_eq!(Batches::len(&d), 10);
     Ok(())
 }
