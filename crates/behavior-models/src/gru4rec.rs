@@ -130,10 +130,18 @@ impl SequenceModel for Gru4Rec {
                 let (_, order) = pad.f_to_kind(Kind::Int64)?.f_sort_stable(true, 1, false)?;
                 let back = order.f_argsort(1, false)?; // the inverse permutation
                 let (b, l, e) = x.size3()?;
-                let xs = x.f_gather(1, &order.f_unsqueeze(-1)?.f_expand([b, l, e], false)?, false)?;
+                let xs = x.f_gather(
+                    1,
+                    &order.f_unsqueeze(-1)?.f_expand([b, l, e], false)?,
+                    false,
+                )?;
                 let (h, _) = self.gru.seq(&xs);
                 let hd = h.size()[2];
-                h.f_gather(1, &back.f_unsqueeze(-1)?.f_expand([b, l, hd], false)?, false)?
+                h.f_gather(
+                    1,
+                    &back.f_unsqueeze(-1)?.f_expand([b, l, hd], false)?,
+                    false,
+                )?
             }
         };
         let h = h.f_dropout(self.cfg.dropout, train)?;

@@ -144,7 +144,10 @@ fn check_mode(mode: &str, combine: Combine) -> Result<()> {
     let real = pad.logical_not();
     let (yr, er) = (y.index(&[Some(&real)]), g.expected.index(&[Some(&real)]));
     let dr = max_abs_diff(&yr, &er);
-    println!("{mode}: real positions ({:?}): max |rust - torch| = {dr:.3e}", yr.size());
+    println!(
+        "{mode}: real positions ({:?}): max |rust - torch| = {dr:.3e}",
+        yr.size()
+    );
     ensure!(
         yr.allclose(&er, RTOL, ATOL, false),
         "{mode}: logits at real positions differ from PyTorch, max abs diff {dr:.3e}"
