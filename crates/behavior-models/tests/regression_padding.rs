@@ -227,3 +227,32 @@ fn behavegpt_gradients_are_finite_with_padding() {
         );
     }
 }
+
+/// bf16 compute (mixed precision) with a padded batch: finite `f32` logits, padding-invariant at
+/// real positions up to bf16 rounding, and close to the `f32` forward.
+#[test]
+fn behavegpt_bf16_with_padding_stays_finite_and_invariant() {
+    let (_vs, m) = behavegpt(Combine::Concat);
+    let a = events(5, 31);
+    let empty = Events {
+        weekday: vec![],
+        slot: vec![],
+        loc: vec![],
+        behaviour: vec![],
+    };
+    let y32 = eval(&m, &padded(&[&a, &empty], 16, |_, _| 0));
+    m.set_compute_kind(Kind::BFloat16);
+    let alone = eval(&m, &padded(&[&a], 5, |_, _| 0));
+    let y = eval(&m, &padded(&[&a, &empty], 16, |_, _| 0));
+    assert_eq!(y.kind(), Kind::Float);
+    assert!(
+        y.isfinite().all().int64_value(&[]) == 1,
+        "non-finite bf16 logits"
+    );
+    let real = y.get(0).narrow(0, 11, 5);
+    let d = max_abs_diff(&real, &alone.get(0));
+    let d32 = max_abs_diff(&real, &y32.get(0).narrow(0, 11, 5));
+    println!("bf16: padded vs unpadded max |Δ| = {d:.2e}; bf16 vs f32 {d32:.2e}");
+    assert!(d <= 2e-2, "bf16: padding changed real logits by {d:.3e}");
+    assert!(d32 <= 1e-1, "bf16 is far from f32: {d32:.3e}");
+}
