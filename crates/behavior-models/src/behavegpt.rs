@@ -5,13 +5,21 @@
 //! concatenation and a projection, learned positions are added, pre-LN causal transformer blocks
 //! follow, and an MLP head gives next-behaviour logits at every position.
 //!
+//! Padding: with token-id inputs (`input_offset ≥ 1`) the pad positions (behaviour PAD id 0) are
+//! masked out of attention by one [`attention_mask`] (causal AND key-not-pad) built per forward
+//! and shared by the blocks, and positions are counted from the right end of the window (the last
+//! position always gets row `max_len - 1` of the position table), so the logits at real positions
+//! do not depend on how much left padding a window has. Weekday and slot have no PAD id of their
+//! own: pad positions are masked, so the ids written there (0 = Monday / slot 0) reach no real
+//! position.
+//!
 //! Deviations from the paper, whose exact architecture is not public (see `docs/papers.md` §4.2):
 //! the combination rule, positional encoding, sizes and head width are our choices and are all
 //! configurable; attention is `scaled_dot_product_attention` (FlashAttention on CUDA).
 
 use crate::layers::{
-    Block, BlockConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear,
-    LinearConfig, SeqBatch, SequenceModel,
+    attention_mask, Block, BlockConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig,
+    Linear, LinearConfig, SeqBatch, SequenceModel,
 };
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -238,6 +246,11 @@ impl EventEmbeddings {
         })
     }
 
+    /// Positions are right-aligned: position `i` of a window of length `L` gets row
+    /// `max_len - L + i` of the position table, so the last event always gets `max_len - 1` and
+    /// an event's position does not depend on the left padding before it (for `L = max_len` this
+    /// is the plain `0..L`).
+    ///
     /// # Shapes
     /// batch fields `[B, L]` (`L ≤ max_len`) → `[B, L, d]` (`f32`).
     pub fn forward_t(&self, batch: &SeqBatch, train: bool) -> Result<Tensor> {
@@ -259,7 +272,7 @@ impl EventEmbeddings {
         };
         // Scale the event embedding by √d (Vaswani et al.; SASRec) so it dominates the positions.
         let x = x * self.scale;
-        let pos = self.pos.weight.f_narrow(0, 0, l)?; // [L, d], broadcast over B
+        let pos = self.pos.weight.f_narrow(0, self.max_len - l, l)?; // [L, d], broadcast over B
         Ok((x + pos).f_dropout(self.dropout, train)?)
     }
 }
@@ -358,7 +371,8 @@ impl BehaveGpt {
         &self.cfg
     }
 
-    /// Final hidden states before the head.
+    /// Final hidden states before the head. Pad positions (see [`SeqBatch::padding`]) are masked
+    /// out of attention; their own hidden states are finite but meaningless.
     ///
     /// # Shapes
     /// batch fields `[B, L]` → `[B, L, d]` (compute dtype).
@@ -368,8 +382,12 @@ impl BehaveGpt {
         if k != Kind::Float {
             x = x.f_to_kind(k)?;
         }
+        let mask = match batch.padding(self.cfg.input_offset)? {
+            Some(pad) => Some(attention_mask(&pad)?),
+            None => None,
+        };
         for b in &self.blocks {
-            x = b.forward_t(&x, train)?;
+            x = b.forward_t(&x, mask.as_ref(), train)?;
         }
         Ok(x)
     }

@@ -3,6 +3,16 @@
 //!
 //! Deviations: full softmax cross-entropy over the closed label set instead of the paper's
 //! session-parallel mini-batches with ranking losses; an embedding input layer instead of one-hot.
+//!
+//! Padding: with token-id inputs (`input_offset ≥ 1`) the pad steps (behaviour PAD id 0) must
+//! not move the hidden state. Each row is compacted before the GRU: a stable sort by "is pad"
+//! moves its real events to the front in their order (for a left-padded window, a rotation left
+//! by the number of pads), the ordinary (cuDNN on CUDA) GRU runs over the right-padded batch, and
+//! the inverse permutation puts the outputs back in place. A unidirectional GRU's output at step
+//! `t` depends only on steps `≤ t`, so the outputs at real positions are exactly those of the
+//! real events alone from the zero initial state, as with a packed sequence, without packing's
+//! sort by length and copies (two `[B, L]` sorts and two gathers instead). The outputs at pad
+//! positions are those of the trailing pad steps: finite and unused.
 
 use crate::layers::{Embedding, EmbeddingConfig, Linear, LinearConfig, SeqBatch, SequenceModel};
 use crate::{Error, Result};
@@ -103,14 +113,37 @@ impl Gru4Rec {
 }
 
 impl SequenceModel for Gru4Rec {
+    /// Pad steps are skipped (see the module docs): the hidden state at a real position depends
+    /// only on the real events up to it.
+    ///
     /// # Shapes
     /// `batch.behaviour: [B, L]` → `[B, L, K]` (`f32`); other fields are ignored.
     fn logits(&self, batch: &SeqBatch, train: bool) -> Result<Tensor> {
         let x = self
             .item
             .forward(&batch.behaviour)?
-            .f_dropout(self.cfg.dropout, train)?;
-        let (h, _) = self.gru.seq(&x); // [B, L, H]
+            .f_dropout(self.cfg.dropout, train)?; // [B, L, E]
+        let h = match batch.padding(self.cfg.input_offset)? {
+            None => self.gru.seq(&x).0, // [B, L, H]
+            Some(pad) => {
+                // order[b, j]: the position that goes to slot j (real ones first, in order).
+                let (_, order) = pad.f_to_kind(Kind::Int64)?.f_sort_stable(true, 1, false)?;
+                let back = order.f_argsort(1, false)?; // the inverse permutation
+                let (b, l, e) = x.size3()?;
+                let xs = x.f_gather(
+                    1,
+                    &order.f_unsqueeze(-1)?.f_expand([b, l, e], false)?,
+                    false,
+                )?;
+                let (h, _) = self.gru.seq(&xs);
+                let hd = h.size()[2];
+                h.f_gather(
+                    1,
+                    &back.f_unsqueeze(-1)?.f_expand([b, l, hd], false)?,
+                    false,
+                )?
+            }
+        };
         let h = h.f_dropout(self.cfg.dropout, train)?;
         Ok(self.out.forward(&h)?.f_to_kind(Kind::Float)?)
     }

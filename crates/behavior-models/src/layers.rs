@@ -3,6 +3,12 @@
 //! `EmbeddingConfig`, `AttentionConfig`, `MlpConfig`, `BlockConfig`), plus the [`SeqBatch`] every
 //! sequence model reads and the [`SequenceModel`] trait the trainer drives.
 //!
+//! Padding: windows are left-padded with the behaviour PAD id ([`PAD_ID`] = 0).
+//! [`SeqBatch::padding`] finds the pad positions of a model's batch, [`attention_mask`] turns them
+//! into one boolean `[B, 1, L, L]` mask (causal AND key-not-pad, with the diagonal kept so a pad
+//! query row is never empty), built once per forward and shared by every [`Block`]; without
+//! padding the blocks pass `is_causal` instead (fused flash kernels on CUDA).
+//!
 //! Mixed precision: every layer computes in the dtype of its input. Parameters stay `f32` (the
 //! master weights the optimizer updates); a layer casts its weights to the input's dtype, so a
 //! model whose embeddings emit `bf16` runs its matmuls and attention in `bf16` while layer norms,
@@ -16,10 +22,18 @@ use tch::{Kind, Tensor};
 /// Standard deviation of the GPT-2 style normal initialisation.
 pub const INIT_STD: f64 = 0.02;
 
+/// The behaviour PAD id (`behavior_data::vocab::PAD`): the id of left-padding positions.
+pub const PAD_ID: i64 = behavior_data::vocab::PAD as i64;
+
 /// A batch of event sequences (all tensors `Int64`, on the model's device).
 ///
-/// Windows are left-padded with `-1` in `target` where no prediction is wanted; input ids at such
-/// positions may hold any valid id (0 is conventional).
+/// Windows are left-padded. A pad position is one whose behaviour id is [`PAD_ID`] (0), which
+/// models read as padding when their behaviour inputs are token ids (`input_offset ≥ 1`: ids
+/// `0..input_offset` are reserved, see [`SeqBatch::padding`]); its `target` is `-1` unless the
+/// window is all padding. With class-id inputs (`input_offset = 0`) id 0 is a real class and no
+/// position is padding. Models mask pad positions out (attention keys; skipped GRU steps), so the
+/// weekday, slot and location ids written there (0 by convention) are never seen by a real
+/// position and may hold any valid id.
 #[derive(Debug)]
 pub struct SeqBatch {
     /// Weekday ids `[B, L]`, `0..7`.
@@ -69,6 +83,23 @@ impl SeqBatch {
     /// True when the batch holds no sequence.
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// `Bool [B, L]`, true at pad positions (`behaviour == PAD_ID`): PyTorch's `key_padding_mask`
+    /// convention. Only meaningful for token-id inputs; models call [`SeqBatch::padding`].
+    pub fn key_padding_mask(&self) -> Result<Tensor> {
+        Ok(self.behaviour.f_eq(PAD_ID)?)
+    }
+
+    /// The pad positions as a model with `input_offset` reserved input ids reads them:
+    /// [`SeqBatch::key_padding_mask`] when `input_offset ≥ 1` (token ids, 0 = PAD), `None` when
+    /// `input_offset = 0` (class ids: 0 is a real class and there is no padding).
+    pub fn padding(&self, input_offset: i64) -> Result<Option<Tensor>> {
+        if input_offset > 0 {
+            Ok(Some(self.key_padding_mask()?))
+        } else {
+            Ok(None)
+        }
     }
 
     /// Moves every field to `device`.
@@ -335,8 +366,28 @@ pub struct AttentionConfig {
     pub dropout: f64,
 }
 
+/// The boolean attention mask of a left-padded batch, built once per forward and shared by every
+/// block: `mask[b, 0, i, j]` is true when query `i` may attend to key `j`, that is when `j ≤ i`
+/// (causal) and key `j` is not padding, or when `j = i`.
+///
+/// The diagonal is kept for pad queries too, so no query row is fully masked (an empty row would
+/// give NaN in the softmax, and NaN values at pad positions would leak into real rows through
+/// `0 · NaN` in the next block): a pad query attends to itself (and to real keys before it, which
+/// left padding never has). Its output is finite and unused; real queries never see a pad key.
+///
+/// # Shapes
+/// `pad: Bool [B, L]` (true at padding, see [`SeqBatch::padding`]) → `Bool [B, 1, L, L]`.
+pub fn attention_mask(pad: &Tensor) -> Result<Tensor> {
+    let (b, l) = pad.size2()?;
+    let opts = (Kind::Bool, pad.device());
+    let causal = Tensor::f_ones([l, l], opts)?.f_tril(0)?; // [L, L]
+    let keys = pad.f_logical_not()?.f_view([b, 1, 1, l])?; // [B, 1, 1, L]
+    let keys = keys.f_logical_or(&Tensor::f_eye(l, opts)?)?; // [B, 1, L, L]
+    Ok(keys.f_logical_and(&causal)?)
+}
+
 /// Multi-head causal self-attention through `scaled_dot_product_attention` (fused flash or
-/// memory-efficient kernels on CUDA).
+/// memory-efficient kernels on CUDA), optionally with an [`attention_mask`] for padded batches.
 #[derive(Debug)]
 pub struct CausalSelfAttention {
     /// Fused query/key/value projection `d → 3d`.
@@ -376,9 +427,12 @@ impl CausalSelfAttention {
         })
     }
 
+    /// Causal attention; with `mask` (from [`attention_mask`]) the mask alone decides, since it
+    /// already holds causality (SDPA refuses an explicit mask together with `is_causal`).
+    ///
     /// # Shapes
-    /// `xs: [B, L, d]` → `[B, L, d]`.
-    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
+    /// `xs: [B, L, d]`, `mask: Bool [B, 1, L, L]` → `[B, L, d]`.
+    pub fn forward_t(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool) -> Result<Tensor> {
         let (b, l, d) = xs.size3()?;
         let h = self.n_heads;
         // [B, L, 3d] → [B, L, 3, H, Dh] → [3, B, H, L, Dh]
@@ -398,9 +452,9 @@ impl CausalSelfAttention {
             &q,
             &k,
             &v,
-            None::<Tensor>,
+            mask,
             p,
-            true,
+            mask.is_none(),
             None,
             false,
         )?; // [B, H, L, Dh]
@@ -528,10 +582,12 @@ impl Block {
         })
     }
 
+    /// `mask`: the batch's [`attention_mask`], `None` for a batch without padding.
+    ///
     /// # Shapes
-    /// `xs: [B, L, d]` → `[B, L, d]`.
-    pub fn forward_t(&self, xs: &Tensor, train: bool) -> Result<Tensor> {
-        let xs = xs + self.attn.forward_t(&self.ln1.forward(xs)?, train)?;
+    /// `xs: [B, L, d]`, `mask: Bool [B, 1, L, L]` → `[B, L, d]`.
+    pub fn forward_t(&self, xs: &Tensor, mask: Option<&Tensor>, train: bool) -> Result<Tensor> {
+        let xs = xs + self.attn.forward_t(&self.ln1.forward(xs)?, mask, train)?;
         let ys = self.mlp.forward_t(&self.ln2.forward(&xs)?, train)?;
         Ok(xs + ys)
     }
@@ -562,11 +618,11 @@ mod tests {
         };
         let attn = CausalSelfAttention::new(vs.root(), &cfg)?;
         let x = Tensor::randn([2, 5, 16], (Kind::Float, Device::Cpu));
-        let y = attn.forward_t(&x, false)?;
+        let y = attn.forward_t(&x, None, false)?;
         // Changing the last position must not change earlier outputs.
         let x2 = x.copy();
         let _ = x2.narrow(1, 4, 1).fill_(3.0);
-        let y2 = attn.forward_t(&x2, false)?;
+        let y2 = attn.forward_t(&x2, None, false)?;
         let diff = (y.narrow(1, 0, 4) - y2.narrow(1, 0, 4))
             .abs()
             .max()
@@ -577,6 +633,82 @@ mod tests {
             .max()
             .double_value(&[]);
         assert!(last > 1e-4, "the last position ignored its own input");
+        Ok(())
+    }
+
+    #[test]
+    fn attention_mask_is_causal_and_hides_pad_keys() -> Result<()> {
+        // Row 0: no padding; row 1: two left pads.
+        let pad = Tensor::from_slice(&[false, false, false, false, true, true, false, false])
+            .view([2, 4]);
+        let m = attention_mask(&pad)?;
+        assert_eq!(m.size(), [2, 1, 4, 4]);
+        assert_eq!(m.kind(), Kind::Bool);
+        let causal = Tensor::ones([4, 4], (Kind::Bool, Device::Cpu)).tril(0);
+        assert!(m.get(0).get(0).equal(&causal));
+        let rows: Vec<Vec<i64>> = (0..4)
+            .map(|i| Vec::try_from(m.get(1).get(0).get(i).to_kind(Kind::Int64)).unwrap())
+            .collect();
+        // Pad queries see only themselves; real queries see real keys up to themselves.
+        assert_eq!(
+            rows,
+            [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 1, 1]]
+        );
+        Ok(())
+    }
+
+    #[test]
+    fn masked_attention_without_padding_equals_is_causal_and_ignores_pad_keys() -> Result<()> {
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let cfg = AttentionConfig {
+            d_model: 16,
+            n_heads: 4,
+            n_layers: 1,
+            dropout: 0.0,
+        };
+        let attn = CausalSelfAttention::new(vs.root(), &cfg)?;
+        let x = Tensor::randn([2, 6, 16], (Kind::Float, Device::Cpu));
+        let none = Tensor::zeros([2, 6], (Kind::Bool, Device::Cpu));
+        let y = attn.forward_t(&x, None, false)?;
+        let ym = attn.forward_t(&x, Some(&attention_mask(&none)?), false)?;
+        assert!((&y - &ym).abs().max().double_value(&[]) < 1e-6);
+        // Three left pads: changing (even to huge values) what sits at the pad positions leaves
+        // the real positions unchanged, and nothing is NaN.
+        let pad = Tensor::arange(6, (Kind::Int64, Device::Cpu))
+            .lt(3)
+            .unsqueeze(0)
+            .expand([2, 6], false);
+        let mask = attention_mask(&pad)?;
+        let y1 = attn.forward_t(&x, Some(&mask), false)?;
+        let x2 = x.copy();
+        let _ = x2.narrow(1, 0, 3).fill_(1e4);
+        let y2 = attn.forward_t(&x2, Some(&mask), false)?;
+        assert!(y1.isfinite().all().int64_value(&[]) == 1);
+        let d = (y1.narrow(1, 3, 3) - y2.narrow(1, 3, 3))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(d < 1e-6, "pad keys leaked into real positions: {d}");
+        Ok(())
+    }
+
+    #[test]
+    fn padding_is_read_only_for_token_id_inputs() -> Result<()> {
+        let ids = Tensor::from_slice(&[0i64, 0, 4, 5]).view([1, 4]);
+        let batch = SeqBatch {
+            weekday: ids.zeros_like(),
+            slot: ids.zeros_like(),
+            loc: ids.zeros_like(),
+            behaviour: ids.shallow_clone(),
+            target: ids.full_like(-1),
+        };
+        let pad = batch.padding(3)?.expect("token ids have padding");
+        assert_eq!(
+            Vec::<i64>::try_from(pad.to_kind(Kind::Int64).view([-1]))?,
+            [1, 1, 0, 0]
+        );
+        assert!(batch.padding(0)?.is_none(), "class 0 is a real class");
         Ok(())
     }
 

@@ -4,10 +4,15 @@
 //!
 //! Deviations: full softmax cross-entropy over the closed label set instead of the paper's
 //! sampled binary cross-entropy (the label set is small), pre-LN blocks from [`crate::layers`].
+//!
+//! Padding: with token-id inputs (`input_offset ≥ 1`) pad positions (behaviour PAD id 0) are
+//! masked out of attention by one [`attention_mask`] per forward (the paper zeroes pad embeddings
+//! and multiplies by a timeline mask; masking the keys is what keeps real positions independent
+//! of the padding), and positions are right-aligned as in [`crate::behavegpt`].
 
 use crate::layers::{
-    Block, BlockConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, SeqBatch,
-    SequenceModel,
+    attention_mask, Block, BlockConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig,
+    SeqBatch, SequenceModel,
 };
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -124,6 +129,9 @@ impl SasRec {
 }
 
 impl SequenceModel for SasRec {
+    /// Positions are right-aligned (position `i` of `L` gets row `max_len - L + i`); pad positions
+    /// are masked out of attention.
+    ///
     /// # Shapes
     /// `batch.behaviour: [B, L]` → `[B, L, K]` (`f32`); other fields are ignored.
     fn logits(&self, batch: &SeqBatch, train: bool) -> Result<Tensor> {
@@ -135,14 +143,19 @@ impl SequenceModel for SasRec {
             )));
         }
         let scale = (self.cfg.d_model as f64).sqrt();
-        let x = self.item.forward(&batch.behaviour)? * scale + self.pos.weight.f_narrow(0, 0, l)?;
+        let pos = self.pos.weight.f_narrow(0, self.cfg.max_len - l, l)?;
+        let x = self.item.forward(&batch.behaviour)? * scale + pos;
         let mut x = x.f_dropout(self.cfg.dropout, train)?;
         let k = self.compute.get();
         if k != Kind::Float {
             x = x.f_to_kind(k)?;
         }
+        let mask = match batch.padding(self.cfg.input_offset)? {
+            Some(pad) => Some(attention_mask(&pad)?),
+            None => None,
+        };
         for b in &self.blocks {
-            x = b.forward_t(&x, train)?;
+            x = b.forward_t(&x, mask.as_ref(), train)?;
         }
         let h = self.ln_f.forward(&x)?; // [B, L, d]
         let w = self

@@ -2,6 +2,12 @@
 //! tiny seeded model (d = 32, 2 blocks, 4 heads, L = 8, K = 20, `input_offset` 3, inputs with PAD,
 //! MASK and UNK ids) made by `crates/behavior-models/scripts/make_behavegpt_fixture.py`.
 //!
+//! The batch is left-padded with mixed padding (rows with 0, 3, 6 and 8 of 8 positions PAD): the
+//! PyTorch twin builds `key_padding_mask = behaviour == PAD` and from it one boolean SDPA
+//! `attn_mask` (causal AND key-not-pad, plus the diagonal), so this also checks the padding mask
+//! against an independent construction. The logits are compared at the real positions (the
+//! contract) and at every position (pad rows attend to themselves in both).
+//!
 //! Tolerances: f32 on CPU, same libtorch; logits are O(1) and must agree to
 //! `|a - b| <= ATOL + RTOL * |b|` with ATOL = 1e-5, RTOL = 1e-4.
 
@@ -114,12 +120,37 @@ fn check_mode(mode: &str, combine: Combine) -> Result<()> {
         );
     }
 
+    // Mixed left padding: rows with different numbers of leading PADs, one of them all PAD.
+    let pad = b.eq(0);
+    let n_pad: Vec<i64> = Vec::try_from(pad.sum_dim_intlist(1, false, Kind::Int64))?;
+    let l = b.size()[1];
+    ensure!(
+        n_pad.contains(&0) && n_pad.contains(&l) && n_pad.iter().any(|&n| n > 0 && n < l),
+        "{mode}: the batch does not mix padding ({n_pad:?} pads per row)"
+    );
+
     let y = tch::no_grad(|| g.model.logits(&g.batch, false))?;
     ensure!(
         y.size() == g.expected.size(),
         "{mode}: shape {:?} vs {:?}",
         y.size(),
         g.expected.size()
+    );
+    ensure!(
+        y.isfinite().all().int64_value(&[]) == 1,
+        "{mode}: non-finite logits"
+    );
+    // The contract: the real positions.
+    let real = pad.logical_not();
+    let (yr, er) = (y.index(&[Some(&real)]), g.expected.index(&[Some(&real)]));
+    let dr = max_abs_diff(&yr, &er);
+    println!(
+        "{mode}: real positions ({:?}): max |rust - torch| = {dr:.3e}",
+        yr.size()
+    );
+    ensure!(
+        yr.allclose(&er, RTOL, ATOL, false),
+        "{mode}: logits at real positions differ from PyTorch, max abs diff {dr:.3e}"
     );
     let d = max_abs_diff(&y, &g.expected);
     println!("{mode}: max |rust - torch| = {d:.3e} over {:?}", y.size());
