@@ -37,7 +37,8 @@ use crate::config::{resolve, ExperimentConfig};
 use crate::datasets::GenericSource;
 use crate::run::Run;
 use crate::table::{
-    run_systems, LoopOptions, Outcomes, Role, System, SystemKind, Task, WindowConfig,
+    run_systems, write_outputs, LoopOptions, Outcomes, Role, System, SystemKind, Task,
+    WindowConfig,
 };
 
 /// The experiment's config (the preset's values, then `--config`, then `--set`).
@@ -448,44 +449,13 @@ pub fn run(
     }
     report.add_note(verdict.clone());
 
-    run.write("table.md", report.to_markdown().as_bytes())?;
-    run.write("table.csv", report.to_csv().as_bytes())?;
-    run.write("table.json", report.to_json()?.as_bytes())?;
-    let per_seed: BTreeMap<&String, Vec<BTreeMap<&str, Option<f64>>>> = out
-        .evals
-        .iter()
-        .map(|(n, es)| {
-            (
-                n,
-                es.iter()
-                    .map(|e| COLUMNS.iter().map(|c| (c.1, e.metric(c.1))).collect())
-                    .collect(),
-            )
-        })
-        .collect();
-    run.write("per_seed.json", &serde_json::to_vec_pretty(&per_seed)?)?;
-    run.write(
-        "class_weights.json",
-        &serde_json::to_vec_pretty(&out.class_weights)?,
-    )?;
-
+    write_outputs(&run, &report, &out, &COLUMNS.map(|c| c.1))?;
     // Per-class recall (mean over seeds) against training frequency, CE vs DRO.
-    let recall_of = |name: &str| -> Vec<f64> {
-        let es = &out.evals[name];
-        (0..task.k)
-            .map(|c| {
-                es.iter()
-                    .map(|e| e.overall.classification.per_class[c].recall)
-                    .sum::<f64>()
-                    / es.len() as f64
-            })
-            .collect()
-    };
     let rec: Vec<(String, Vec<f64>)> = out
         .order
         .iter()
         .filter(|n| out.roles[*n] == Role::Method)
-        .map(|n| (n.clone(), recall_of(n)))
+        .map(|n| (n.clone(), out.mean_class_recall(n, task.k)))
         .collect();
     let systems_recall: Vec<(&str, &[f64])> = rec
         .iter()
@@ -496,14 +466,6 @@ pub fn run(
         "Per-class test recall vs training frequency: CE vs DRO",
         split.train_counts(),
         &systems_recall,
-    )?;
-    plot::training_curves(
-        &run.path().join("training_curves.svg"),
-        "Training loss (seed 0)",
-        "step",
-        "loss",
-        &out.curves,
-        false,
     )?;
     let md = report.to_markdown();
     println!("{md}");

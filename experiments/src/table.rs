@@ -9,7 +9,7 @@ use behavior_data::registry::subsample;
 use behavior_data::samples::{sequence_batch, SequenceBatch};
 use behavior_data::{Dataset, Split, NUM_RESERVED};
 use behavior_eval::plot::Series;
-use behavior_eval::{evaluate, EvalConfig, Evaluation, ScoreMatrix};
+use behavior_eval::{evaluate, EvalConfig, Evaluation, Report, ScoreMatrix};
 use behavior_models::baselines::{Markov, MostPopular, UserMostFrequent};
 use behavior_models::predictor::Neural;
 use behavior_models::zoo::{DataShape, ModelSpec};
@@ -423,6 +423,56 @@ pub fn run_systems(
         }
     }
     Ok(out)
+}
+
+impl Outcomes {
+    /// Per-class test recall of row `name`, averaged over its seeds.
+    pub fn mean_class_recall(&self, name: &str, k: usize) -> Vec<f64> {
+        let es = &self.evals[name];
+        (0..k)
+            .map(|c| {
+                es.iter()
+                    .map(|e| e.overall.classification.per_class[c].recall)
+                    .sum::<f64>()
+                    / es.len().max(1) as f64
+            })
+            .collect()
+    }
+}
+
+/// Writes what every table run leaves in its folder: `table.md|csv|json` from `report`,
+/// `per_seed.json` (the metrics named by `keys`, per row and seed), `class_weights.json` (DRO
+/// rows) and `training_curves.svg` (first seed).
+pub fn write_outputs(run: &Run, report: &Report, out: &Outcomes, keys: &[&str]) -> Result<()> {
+    run.write("table.md", report.to_markdown().as_bytes())?;
+    run.write("table.csv", report.to_csv().as_bytes())?;
+    run.write("table.json", report.to_json()?.as_bytes())?;
+    let per_seed: BTreeMap<&String, Vec<BTreeMap<&str, Option<f64>>>> = out
+        .evals
+        .iter()
+        .map(|(n, es)| {
+            (
+                n,
+                es.iter()
+                    .map(|e| keys.iter().map(|k| (*k, e.metric(k))).collect())
+                    .collect(),
+            )
+        })
+        .collect();
+    run.write("per_seed.json", &serde_json::to_vec_pretty(&per_seed)?)?;
+    run.write(
+        "class_weights.json",
+        &serde_json::to_vec_pretty(&out.class_weights)?,
+    )?;
+    behavior_eval::plot::training_curves(
+        &run.path().join("training_curves.svg"),
+        "Training loss (first seed)",
+        "step",
+        "loss",
+        &out.curves,
+        false,
+    )?;
+    Ok(())
 }
 
 /// A file-name-safe lower-case form of a row name (`BehaveGPT (KL DRO)` → `behavegpt-kl-dro`).
