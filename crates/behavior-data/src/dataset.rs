@@ -79,6 +79,10 @@ pub struct LoadReport {
     pub rows_filtered: u64,
     /// The first skipped-row messages, `file:line:column: reason`.
     pub messages: Vec<String>,
+    /// Warnings, all kept (`file:line:column: warning: …`): a table without data rows, a last
+    /// line without a line break (the file may have been cut inside its last field).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// An event log and everything needed to interpret it.
