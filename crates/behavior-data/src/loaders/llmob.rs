@@ -31,9 +31,16 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
     );
     sink.each(&mut t, |t, r| {
         let user = t.token(r, cu)?;
-        let when = format!("{} {}", t.text(r, cd)?, t.text(r, ct)?);
-        let (ts, wd_date, sec) =
-            super::local_time(&when, "%Y-%m-%d %H:%M:%S").map_err(|e| t.err(r, cd, e))?;
+        let (date, time) = (t.text(r, cd)?, t.text(r, ct)?);
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|e| {
+            t.err(
+                r,
+                cd,
+                format!("cannot parse {} as a date: {e}", super::echo(date)),
+            )
+        })?;
+        let (ts, wd_date, sec) = super::local_time(&format!("{date} {time}"), "%Y-%m-%d %H:%M:%S")
+            .map_err(|e| t.err(r, ct, e))?;
         let wd = t.weekday(r, cw, wd_date, "the date")?;
         let cat = t.token(r, cc)?;
         let place: u64 = t.field(r, cp, "a place number")?;
