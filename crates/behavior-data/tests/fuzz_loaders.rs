@@ -122,7 +122,13 @@ const FORMATS: &[Format] = &[
             (4, &["x", "99999", "-2147483648", ""]),
             (
                 5,
-                &["x", "2012-13-07 13:42:24", "2012-04-07 23:59:60", "<mask>", ""],
+                &[
+                    "x",
+                    "2012-13-07 13:42:24",
+                    "2012-04-07 23:59:60",
+                    "<mask>",
+                    "",
+                ],
             ),
             (6, &["x", "9", "-1", ""]),
         ],
@@ -346,7 +352,13 @@ const FORMATS: &[Format] = &[
             (0, &["<unk>", ""]),
             (
                 1,
-                &["x", "2024-03-04 23:59:60", "1850-01-01 00:00:00", "99999-01-01", ""],
+                &[
+                    "x",
+                    "2024-03-04 23:59:60",
+                    "1850-01-01 00:00:00",
+                    "99999-01-01",
+                    "",
+                ],
             ),
             (2, &["<pad>", "<mask>", ""]),
             (3, &["<unk>", ""]),
@@ -685,7 +697,11 @@ fn check(f: &Format, dir: &Path, seed: u64, stats: &mut Stats) -> std::result::R
     }
     let main_path = dir.join(f.main);
     let n = case.rows.len() as u64;
-    let bad = case.rows.iter().filter(|r| matches!(r.1, Kind::Bad(_))).count() as u64;
+    let bad = case
+        .rows
+        .iter()
+        .filter(|r| matches!(r.1, Kind::Bad(_)))
+        .count() as u64;
     let unknown = case.rows.iter().filter(|r| r.1 == Kind::Unknown).count() as u64;
     let first_bad = case.rows.iter().position(|r| matches!(r.1, Kind::Bad(_)));
     stats.cases += 1;
@@ -722,7 +738,10 @@ fn check(f: &Format, dir: &Path, seed: u64, stats: &mut Stats) -> std::result::R
         Ok(ds) => {
             stats.strict_ok += 1;
             if case.side_error.is_some() {
-                return Err(format!("strict load succeeded despite {:?}", case.side_error));
+                return Err(format!(
+                    "strict load succeeded despite {:?}",
+                    case.side_error
+                ));
             }
             if bad > 0 {
                 return Err(format!(
@@ -731,7 +750,10 @@ fn check(f: &Format, dir: &Path, seed: u64, stats: &mut Stats) -> std::result::R
                 ));
             }
             if count(ds) != n {
-                return Err(format!("strict: {} rows loaded or filtered of {n}", count(ds)));
+                return Err(format!(
+                    "strict: {} rows loaded or filtered of {n}",
+                    count(ds)
+                ));
             }
             expected_warnings(ds)?;
             no_reserved_tokens(ds)?;
@@ -807,7 +829,9 @@ fn check(f: &Format, dir: &Path, seed: u64, stats: &mut Stats) -> std::result::R
         if let Some((line, Kind::Bad(col))) = case.rows.iter().find(|r| r.1 != Kind::Valid) {
             let m = ds.report.messages.first().cloned().unwrap_or_default();
             if !m.contains(&format!("{}:{line}:{col}:", f.main)) {
-                return Err(format!("lenient: first message {m:?}, expected line {line} column {col}"));
+                return Err(format!(
+                    "lenient: first message {m:?}, expected line {line} column {col}"
+                ));
             }
         }
     }

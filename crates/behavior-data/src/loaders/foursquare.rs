@@ -9,6 +9,7 @@ use crate::event::{slot_of_second, Event, EventLogBuilder};
 use crate::vocab::Vocab;
 use crate::Result;
 use serde::{Deserialize, Serialize};
+use std::fmt::Write;
 use std::path::Path;
 
 /// Which label the behaviour is.
@@ -97,6 +98,7 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
         t.col("weekday")?,
     );
     let coff = t.col("tz_offset_min").ok();
+    let mut key = String::new();
     sink.each(&mut t, |t, r| {
         let user: u64 = t.field(r, cu, "a user id")?;
         let poi: u32 = t.field(r, cp, "a POI index")?;
@@ -134,8 +136,9 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
                 format!("category index {cat} is not in categories.csv"),
             ));
         };
+        key.clear();
         let location = match opts.location {
-            Location::Poi => format!("poi-{poi}"),
+            Location::Poi => write!(key, "poi-{poi}"),
             Location::Cell { size_deg } => {
                 let Some(&(lat, lon)) = poi_xy.get(&poi) else {
                     return Err(t.err(r, cp, format!("POI {poi} is not in pois.csv")));
@@ -144,16 +147,20 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
                     (lat / size_deg).floor() as i64,
                     (lon / size_deg).floor() as i64,
                 );
-                format!("cell-{i}-{j}")
+                write!(key, "cell-{i}-{j}")
             }
         };
-        let location = locations.insert(&location, None);
+        location.expect("writing to a String");
+        let location = locations.insert(&key, None);
+        key.clear();
+        write!(key, "{user}").expect("writing to a String");
+        let user = users.insert(&key, None);
         let behavior = match opts.label {
             Label::CategoryName => behaviors.insert(cname, None),
             Label::CategoryId => behaviors.insert(&format!("{cname} [{cat}]"), Some(cname)),
         };
         b.push(Event {
-            user: users.insert(&user.to_string(), None),
+            user,
             ts,
             weekday: wd,
             slot: slot_of_second(sec, num_slots),

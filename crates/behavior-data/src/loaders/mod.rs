@@ -404,14 +404,12 @@ impl Table {
         let mut t = Self::open_with(path, Fields::Delimited { delimiter, quoting })?;
         t.has_header = true;
         let mut rec = Record::default();
-        loop {
-            match t.raw_next(&mut rec)? {
-                None => return Err(perr(path, 1, 1, "empty file: expected a header line")),
-                Some(Err((line, col, reason))) => {
-                    return Err(perr(path, line, col, format!("header: {reason}")))
-                }
-                Some(Ok(())) => break,
+        match t.raw_next(&mut rec)? {
+            None => return Err(perr(path, 1, 1, "empty file: expected a header line")),
+            Some(Err((line, col, reason))) => {
+                return Err(perr(path, line, col, format!("header: {reason}")))
             }
+            Some(Ok(())) => {}
         }
         t.header_line = rec.line();
         t.headers = rec.fields().iter().map(|h| h.trim().to_owned()).collect();
@@ -757,8 +755,16 @@ impl Sink {
 /// A parsed local time: seconds (naive local time as if UTC), weekday 0 = Monday, second of day.
 /// Leap seconds (`23:59:60`) and times outside the plausible range are errors.
 pub(crate) fn local_time(raw: &str, format: &str) -> std::result::Result<(i64, u8, u32), String> {
-    let t = NaiveDateTime::parse_from_str(raw.trim(), format)
-        .map_err(|e| format!("cannot parse {} as a time ({format}): {e}", echo(raw)))?;
+    let fast = if format == "%Y-%m-%d %H:%M:%S" {
+        iso_seconds(raw.trim().as_bytes())
+    } else {
+        None
+    };
+    let t = match fast {
+        Some(t) => t,
+        None => NaiveDateTime::parse_from_str(raw.trim(), format)
+            .map_err(|e| format!("cannot parse {} as a time ({format}): {e}", echo(raw)))?,
+    };
     if t.nanosecond() >= 1_000_000_000 {
         return Err(format!(
             "{} is a leap second, which Unix time cannot represent",
@@ -772,6 +778,32 @@ pub(crate) fn local_time(raw: &str, format: &str) -> std::result::Result<(i64, u
         t.weekday().num_days_from_monday() as u8,
         t.num_seconds_from_midnight(),
     ))
+}
+
+/// The fast path of [`local_time`] for `YYYY-MM-DD HH:MM:SS` (exactly 19 bytes, the loaders'
+/// usual format): `None` sends anything else (and invalid dates) to chrono, which gives the
+/// same result and the error message.
+fn iso_seconds(b: &[u8]) -> Option<NaiveDateTime> {
+    if b.len() != 19
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || b[10] != b' '
+        || b[13] != b':'
+        || b[16] != b':'
+    {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<u32> {
+        b[r].iter().try_fold(0u32, |acc, &c| {
+            c.is_ascii_digit().then(|| acc * 10 + (c - b'0') as u32)
+        })
+    };
+    let date = chrono::NaiveDate::from_ymd_opt(num(0..4)? as i32, num(5..7)?, num(8..10)?)?;
+    let (h, m, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if sec > 59 {
+        return None;
+    }
+    date.and_hms_opt(h, m, sec)
 }
 
 /// Weekday (0 = Monday) and second of day of Unix seconds shifted by `offset_s`; `None` when the
@@ -801,5 +833,25 @@ mod tests {
         assert_eq!((wd, s), (5, 13 * 3600 + 42 * 60 + 24));
         assert_eq!(weekday_and_second(ts, 0), Some((5, s)));
         assert!(local_time("2012-13-07 13:42:24", "%Y-%m-%d %H:%M:%S").is_err());
+        // The fast path agrees with chrono.
+        for raw in [
+            "2012-04-07 13:42:24",
+            "2016-02-29 00:00:00",
+            "1999-12-31 23:59:59",
+        ] {
+            let chrono_t = NaiveDateTime::parse_from_str(raw, "%Y-%m-%d %H:%M:%S").unwrap();
+            assert_eq!(iso_seconds(raw.as_bytes()), Some(chrono_t), "{raw}");
+        }
+        for raw in [
+            "2015-02-29 00:00:00",
+            "2012-04-07 24:00:00",
+            "2012-04-07 23:59:60",
+            "2012-04-07T13:42:24",
+        ] {
+            assert_eq!(iso_seconds(raw.as_bytes()), None, "{raw}");
+        }
+        assert!(local_time("2012-04-07 23:59:60", "%Y-%m-%d %H:%M:%S")
+            .unwrap_err()
+            .contains("leap second"));
     }
 }
