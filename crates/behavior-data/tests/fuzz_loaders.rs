@@ -381,6 +381,41 @@ const FORMATS: &[Format] = &[
             generic::load(&d.join("events.csv"), &spec, &opts(s))
         },
     },
+    Format {
+        name: "generic-unix",
+        fixture: "generic-unix",
+        main: "events.csv",
+        sep: Sep::Delim(b',', true),
+        header: true,
+        bad: &[
+            (0, &["<unk>", ""]),
+            (
+                1,
+                &[
+                    "x",
+                    "9223372036854775807",
+                    "-9223372036854775808",
+                    "-1",
+                    "1709540100000",
+                    "1.5",
+                    "",
+                ],
+            ),
+            (2, &["<pad>", ""]),
+            (3, &["<mask>", ""]),
+        ],
+        sides: &[],
+        load: |d, s| {
+            let spec = generic::ColumnSpec {
+                name: "generic-unix".into(),
+                timestamp: Some("ts".into()),
+                utc_offset_minutes: 60,
+                location: Some("place".into()),
+                ..Default::default()
+            };
+            generic::load(&d.join("events.csv"), &spec, &opts(s))
+        },
+    },
 ];
 
 /// What the model knows about one data row.
@@ -910,6 +945,11 @@ fn fuzz_llmob() {
 #[test]
 fn fuzz_generic() {
     fuzz("generic");
+}
+
+#[test]
+fn fuzz_generic_unix() {
+    fuzz("generic-unix");
 }
 
 /// The generator itself: a case without mutations loads every row, so the model and the

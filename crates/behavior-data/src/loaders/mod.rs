@@ -463,18 +463,25 @@ impl Table {
 
     /// The index of column `name`; an error on the header line listing the columns when absent.
     pub fn col(&self, name: &str) -> Result<usize> {
-        self.headers.iter().position(|h| h == name).ok_or_else(|| {
-            let mut found = format!("{:?}", self.headers);
-            if found.len() > 4 * MAX_ECHO_CHARS {
-                found = echo(&found);
-            }
-            perr(
-                &self.path,
-                self.header_line.max(1),
-                self.headers.len() + 1,
-                format!("missing column {} (found {found})", echo(name)),
-            )
-        })
+        self.headers
+            .iter()
+            .position(|h| h == name)
+            .ok_or_else(|| self.missing("column", name))
+    }
+
+    /// The error for a missing column `name` (`what`: "column", "field"), on the header line,
+    /// listing the header (cut when long).
+    pub fn missing(&self, what: &str, name: &str) -> Error {
+        let mut found = format!("{:?}", self.headers);
+        if found.chars().count() > 4 * MAX_ECHO_CHARS {
+            found = echo(&found);
+        }
+        perr(
+            &self.path,
+            self.header_line.max(1),
+            self.headers.len() + 1,
+            format!("missing {what} {} (found {found})", echo(name)),
+        )
     }
 
     /// Reads the next record into `rec`; a record with a different field count than the header

@@ -65,14 +65,7 @@ fn field_col(t: &Table, name: &str) -> Result<usize> {
     t.headers
         .iter()
         .position(|h| h.split(':').next() == Some(name))
-        .ok_or_else(|| {
-            perr(
-                &t.path,
-                1,
-                t.headers.len() + 1,
-                format!("missing field {name:?} (found {:?})", t.headers),
-            )
-        })
+        .ok_or_else(|| t.missing("field", name))
 }
 
 /// Loads `dir/<name>.inter` (and `dir/<name>.item` when present; required for `next-genre`).

@@ -39,7 +39,7 @@ fn each_line(
 /// Parses `yyyymmddHHMMSS` into (naive seconds, weekday, second of day).
 fn parse_time(raw: &str) -> std::result::Result<(i64, u8, u32), String> {
     if raw.len() != 14 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("time {raw:?} is not yyyymmddHHMMSS"));
+        return Err(format!("time {} is not yyyymmddHHMMSS", super::echo(raw)));
     }
     super::local_time(raw, "%Y%m%d%H%M%S")
 }
