@@ -128,10 +128,10 @@ impl Dataset {
         self.log.is_empty()
     }
 
-    /// A one-line description: name, users, events, classes.
+    /// A one-line description: name, users, events, classes (and skipped rows and warnings).
     pub fn summary(&self) -> String {
         format!(
-            "{}: {} users, {} events, {} behaviour classes, {} locations{}",
+            "{}: {} users, {} events, {} behaviour classes, {} locations{}{}",
             self.name,
             self.log.num_users(),
             self.log.len(),
@@ -141,6 +141,10 @@ impl Dataset {
                 format!(", {} bad rows skipped", self.report.rows_skipped)
             } else {
                 String::new()
+            },
+            match self.report.warnings.len() {
+                0 => String::new(),
+                n => format!(", {n} load warnings"),
             }
         )
     }
