@@ -22,6 +22,8 @@
 //! `cargo test -p behavior-data --test fuzz_loaders` runs 256 cases per loader (proptest's
 //! default); `PROPTEST_CASES=100000 cargo test --release -p behavior-data --test fuzz_loaders
 //! -- --nocapture --test-threads 1` is the long run (its figures are in the crate README).
+//! A failure prints its seed; `FUZZ_SEED=<seed> cargo test -p behavior-data --test fuzz_loaders
+//! fuzz_<loader> -- --nocapture` replays that case and prints the mutated file.
 
 use behavior_data::loaders::{foursquare, frappe, generic, llmob, lsapp, recbole, tsinghua};
 use behavior_data::{Dataset, Error, LoadOptions, Result, Strictness, Vocab};
@@ -879,6 +881,20 @@ fn fuzz(name: &str) {
     let f = FORMATS.iter().find(|f| f.name == name).unwrap();
     let dir = tempfile::TempDir::new().unwrap();
     let stats = RefCell::new(Stats::default());
+    // Replay one failing case: FUZZ_SEED=<seed printed by the failure>.
+    if let Some(seed) = std::env::var("FUZZ_SEED").ok().and_then(|s| s.parse().ok()) {
+        let case = generate(f, seed);
+        println!(
+            "{name}, seed {seed}: mutations {:?}, rows {:?}, main file:\n{}",
+            case.tags,
+            case.rows,
+            String::from_utf8_lossy(&case.main)
+        );
+        if let Err(e) = check(f, dir.path(), seed, &mut stats.borrow_mut()) {
+            panic!("{name}, seed {seed}: {e}");
+        }
+        return;
+    }
     let config = Config {
         failure_persistence: None,
         ..Config::default()
@@ -890,10 +906,14 @@ fn fuzz(name: &str) {
     });
     let s = stats.borrow();
     println!(
-        "fuzz {name}: {} cases, 0 panics, 0 wrong positions, 0 silent losses{}; strict ok {} / \
-         error {}; {} rows ({} bad, {} unknown), {} skipped in lenient mode; mutations {:?}",
+        "fuzz {name}: {} cases, {}; strict ok {} / error {}; {} rows ({} bad, {} unknown), {} \
+         skipped in lenient mode; mutations {:?}",
         s.cases,
-        if result.is_err() { " — FAILED" } else { "" },
+        if result.is_err() {
+            "FAILED (a panic, a wrong position or a silent loss; see below)"
+        } else {
+            "0 panics, 0 wrong positions, 0 silent losses"
+        },
         s.strict_ok,
         s.strict_err,
         s.rows,
