@@ -79,6 +79,10 @@ pub struct LoadReport {
     pub rows_filtered: u64,
     /// The first skipped-row messages, `file:line:column: reason`.
     pub messages: Vec<String>,
+    /// Warnings, all kept (`file:line:column: warning: …`): a table without data rows, a last
+    /// line without a line break (the file may have been cut inside its last field).
+    #[serde(default)]
+    pub warnings: Vec<String>,
 }
 
 /// An event log and everything needed to interpret it.
@@ -124,10 +128,10 @@ impl Dataset {
         self.log.is_empty()
     }
 
-    /// A one-line description: name, users, events, classes.
+    /// A one-line description: name, users, events, classes (and skipped rows and warnings).
     pub fn summary(&self) -> String {
         format!(
-            "{}: {} users, {} events, {} behaviour classes, {} locations{}",
+            "{}: {} users, {} events, {} behaviour classes, {} locations{}{}",
             self.name,
             self.log.num_users(),
             self.log.len(),
@@ -137,6 +141,10 @@ impl Dataset {
                 format!(", {} bad rows skipped", self.report.rows_skipped)
             } else {
                 String::new()
+            },
+            match self.report.warnings.len() {
+                0 => String::new(),
+                n => format!(", {n} load warnings"),
             }
         )
     }

@@ -192,11 +192,23 @@ impl EventLog {
             .map(|w| (self.user[w[0]], w[0]..w[1]))
     }
 
-    /// First event index of the user who owns event `i`.
+    /// First event index of the user who owns event `i` (meaningful for `i < len()`; out of range,
+    /// or on an empty log, it returns some index `≤ max(i, len())` instead of panicking).
     pub fn user_start(&self, i: usize) -> usize {
         // offsets is sorted; the last offset <= i.
         let k = self.offsets.partition_point(|&o| o <= i);
-        self.offsets[k - 1]
+        k.checked_sub(1).map_or(0, |k| self.offsets[k])
+    }
+
+    /// An error naming the first of `targets` that is not an event index of this log.
+    pub fn check_targets(&self, targets: &[u32]) -> Result<()> {
+        match targets.iter().find(|&&t| t as usize >= self.len()) {
+            Some(t) => Err(Error::Invalid(format!(
+                "target index {t} is out of range for a log of {} events",
+                self.len()
+            ))),
+            None => Ok(()),
+        }
     }
 
     /// Bytes held by the raw event arrays (the memory yardstick of the benches).

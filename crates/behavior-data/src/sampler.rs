@@ -19,13 +19,19 @@ fn rng(seed: u64) -> ChaCha8Rng {
     ChaCha8Rng::seed_from_u64(seed)
 }
 
-/// Sample indices grouped by label, each group ascending; index = label.
-fn by_class(labels: &[u32]) -> Vec<Vec<usize>> {
-    let k = labels.iter().map(|&l| l as usize + 1).max().unwrap_or(0);
-    let mut groups = vec![Vec::new(); k];
+/// Sample indices grouped by label: `(label, indices ascending)` for every label present, in
+/// ascending label order. Sized by the number of distinct labels, not the largest label.
+fn by_class(labels: &[u32]) -> Vec<(u32, Vec<usize>)> {
+    let mut slot: std::collections::HashMap<u32, usize> = std::collections::HashMap::new();
+    let mut groups: Vec<(u32, Vec<usize>)> = Vec::new();
     for (i, &l) in labels.iter().enumerate() {
-        groups[l as usize].push(i);
+        let g = *slot.entry(l).or_insert_with(|| {
+            groups.push((l, Vec::new()));
+            groups.len() - 1
+        });
+        groups[g].1.push(i);
     }
+    groups.sort_unstable_by_key(|g| g.0);
     groups
 }
 
@@ -47,10 +53,7 @@ pub fn shuffled(n: usize, seed: u64) -> Vec<usize> {
 
 /// `k` indices drawn class-balanced: a present class uniformly, then one of its samples uniformly.
 pub fn class_balanced(labels: &[u32], k: usize, seed: u64) -> Vec<usize> {
-    let groups: Vec<Vec<usize>> = by_class(labels)
-        .into_iter()
-        .filter(|g| !g.is_empty())
-        .collect();
+    let groups: Vec<Vec<usize>> = by_class(labels).into_iter().map(|g| g.1).collect();
     if groups.is_empty() {
         return Vec::new();
     }
@@ -103,7 +106,7 @@ pub fn quota_by_difficulty(
     }
     let mut r = rng(seed);
     let mut out = Vec::new();
-    for mut g in by_class(labels) {
+    for (_, mut g) in by_class(labels) {
         if g.len() <= m {
             out.extend_from_slice(&g);
             continue;
@@ -145,8 +148,8 @@ pub fn quota_by_difficulty(
 pub fn few_shot(labels: &[u32], partition: &AnchorTail, k: usize, seed: u64) -> Vec<usize> {
     let mut r = rng(seed);
     let mut out = Vec::new();
-    for (c, g) in by_class(labels).into_iter().enumerate() {
-        if partition.is_anchor(c as u32) {
+    for (c, g) in by_class(labels) {
+        if partition.is_anchor(c) {
             out.extend_from_slice(&g);
         } else {
             out.extend(g.choose_multiple(&mut r, k.min(g.len())).copied());
@@ -165,10 +168,7 @@ pub fn group_balanced_batches(
     num_batches: usize,
     seed: u64,
 ) -> Vec<Vec<usize>> {
-    let members: Vec<Vec<usize>> = by_class(groups)
-        .into_iter()
-        .filter(|g| !g.is_empty())
-        .collect();
+    let members: Vec<Vec<usize>> = by_class(groups).into_iter().map(|g| g.1).collect();
     if members.is_empty() || batch_size == 0 {
         return vec![Vec::new(); num_batches];
     }

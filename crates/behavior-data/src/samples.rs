@@ -11,7 +11,7 @@
 
 use crate::event::EventLog;
 use crate::vocab::{NUM_RESERVED, PAD};
-use crate::Dataset;
+use crate::{Dataset, Error, Result};
 
 /// A batch of sequence samples. Every `n × len` array is row-major; padded positions hold 0 in
 /// every stream (use `lengths` or [`SequenceBatch::mask`]).
@@ -56,7 +56,19 @@ impl SequenceBatch {
         }
     }
 
+    /// Like [`SequenceBatch::fill`], but a target index out of range (an empty log included) is
+    /// an error instead of a panic.
+    pub fn try_fill(&mut self, log: &EventLog, targets: &[u32]) -> Result<()> {
+        log.check_targets(targets)?;
+        self.fill(log, targets);
+        Ok(())
+    }
+
     /// Refills this batch (reusing its buffers) with the windows of `targets` in `log`.
+    ///
+    /// # Panics
+    /// When a target is not an event index of `log`; [`SequenceBatch::try_fill`] returns an
+    /// error instead.
     pub fn fill(&mut self, log: &EventLog, targets: &[u32]) {
         let l = self.len;
         let n = targets.len();
@@ -131,7 +143,17 @@ impl SequenceBatch {
     }
 }
 
+/// Like [`sequence_batch`], but a target index out of range is an error instead of a panic.
+pub fn try_sequence_batch(log: &EventLog, targets: &[u32], len: usize) -> Result<SequenceBatch> {
+    let mut b = SequenceBatch::new(len);
+    b.try_fill(log, targets)?;
+    Ok(b)
+}
+
 /// The sequence samples of `targets` (event indices, e.g. a split part) with windows of `len`.
+///
+/// # Panics
+/// When a target is out of range; see [`try_sequence_batch`].
 pub fn sequence_batch(log: &EventLog, targets: &[u32], len: usize) -> SequenceBatch {
     let mut b = SequenceBatch::new(len);
     b.fill(log, targets);
@@ -178,7 +200,31 @@ pub struct ContextBatch {
     pub index: Vec<u32>,
 }
 
+/// Like [`context_batch`], but a row index out of range, or context / weight columns that are not
+/// aligned with the log, are errors instead of panics.
+pub fn try_context_batch(ds: &Dataset, rows: &[u32]) -> Result<ContextBatch> {
+    ds.log.check_targets(rows)?;
+    let n = ds.log.len();
+    if let Some(c) = ds.context.iter().find(|c| c.values.len() != n) {
+        return Err(Error::Invalid(format!(
+            "context column {} has {} values for {n} events",
+            c.name,
+            c.values.len()
+        )));
+    }
+    if let Some(w) = ds.weights.as_ref().filter(|w| w.len() != n) {
+        return Err(Error::Invalid(format!(
+            "{} weights for {n} events",
+            w.len()
+        )));
+    }
+    Ok(context_batch(ds, rows))
+}
+
 /// The context samples of `rows` (event indices) of `ds`.
+///
+/// # Panics
+/// When a row is out of range; see [`try_context_batch`].
 pub fn context_batch(ds: &Dataset, rows: &[u32]) -> ContextBatch {
     let log = &ds.log;
     let e = ds.context.len();

@@ -150,6 +150,11 @@ impl Split {
         if log.len() > u32::MAX as usize {
             return Err(Error::Invalid("more than 2^32 events".into()));
         }
+        if num_classes > u32::MAX as usize {
+            return Err(Error::Invalid(format!(
+                "{num_classes} classes do not fit in u32 token ids"
+            )));
+        }
         let hi = NUM_RESERVED as usize + num_classes;
         if let Some(i) = labels
             .iter()
@@ -166,7 +171,7 @@ impl Split {
         let mut counts = vec![0u64; num_classes];
         let mut scratch: Vec<u32> = Vec::new();
         for (k, (_, range)) in log.user_ranges().enumerate() {
-            let first = range.start + cfg.min_history;
+            let first = range.start.saturating_add(cfg.min_history);
             if first >= range.end {
                 continue;
             }
@@ -250,6 +255,12 @@ impl Split {
     /// index and in time; finally the stored frequencies equal the training labels' counts.
     pub fn check_leakage(&self, log: &EventLog, labels: &[u32]) -> Result<()> {
         let n = log.len();
+        if labels.len() != n {
+            return Err(Error::Invalid(format!(
+                "check_leakage: {} labels for a log of {n} events",
+                labels.len()
+            )));
+        }
         let mut part = vec![0u8; n];
         for (p, list) in [(1u8, &self.train), (2, &self.valid), (3, &self.test)] {
             for &i in list.iter() {

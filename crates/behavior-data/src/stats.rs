@@ -82,10 +82,13 @@ pub struct FreqRow {
 }
 
 impl LongTailStats {
-    /// Statistics from per-class counts; `threshold` is the anchor share threshold.
+    /// Statistics from per-class counts; `threshold` is the anchor share threshold. Sums are
+    /// taken in `u128`, so counts near `u64::MAX` do not overflow (`total` saturates at
+    /// `u64::MAX`; the shares use the exact sum).
     pub fn from_counts(counts: Vec<u64>, threshold: f64) -> Self {
-        let total: u64 = counts.iter().sum();
-        let t = total.max(1) as f64;
+        let exact: u128 = counts.iter().map(|&c| c as u128).sum();
+        let total = u64::try_from(exact).unwrap_or(u64::MAX);
+        let t = (exact.max(1)) as f64;
         let is_anchor: Vec<bool> = counts
             .iter()
             .map(|&c| total > 0 && c as f64 / t > threshold)
@@ -94,8 +97,8 @@ impl LongTailStats {
             .iter()
             .zip(&is_anchor)
             .filter(|(_, &a)| a)
-            .map(|(&c, _)| c)
-            .sum::<u64>() as f64
+            .map(|(&c, _)| c as u128)
+            .sum::<u128>() as f64
             / t;
         let entropy_bits = counts
             .iter()
@@ -119,7 +122,13 @@ impl LongTailStats {
             (2.0 * weighted) / (n * t) - (n + 1.0) / n
         };
         let top1_share = sorted.last().copied().unwrap_or(0) as f64 / t;
-        let top10_share = sorted.iter().rev().take(10).sum::<u64>() as f64 / t;
+        let top10_share = sorted
+            .iter()
+            .rev()
+            .take(10)
+            .map(|&c| c as u128)
+            .sum::<u128>() as f64
+            / t;
         LongTailStats {
             observed_classes: counts.iter().filter(|&&c| c > 0).count(),
             anchor_tail: AnchorTail {
@@ -158,7 +167,8 @@ impl LongTailStats {
 
     /// Share of class `c`.
     pub fn share(&self, class: u32) -> f64 {
-        self.counts.get(class as usize).copied().unwrap_or(0) as f64 / self.total.max(1) as f64
+        let total: u128 = self.counts.iter().map(|&c| c as u128).sum();
+        self.counts.get(class as usize).copied().unwrap_or(0) as f64 / total.max(1) as f64
     }
 
     /// The frequency table sorted by count, descending; names from `vocab` (behaviour vocab).

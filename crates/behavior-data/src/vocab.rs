@@ -30,6 +30,22 @@ pub fn class_to_token(class: u32) -> u32 {
     class + NUM_RESERVED
 }
 
+/// A data value that is a reserved token name ([`Vocab::insert_checked`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReservedName(pub String);
+
+impl std::fmt::Display for ReservedName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{:?} is a reserved token name (<pad>, <mask>, <unk>) and cannot be a value",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ReservedName {}
+
 /// Names ↔ ids, with an optional category per entry (behaviours carry one, for verbalisation).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(from = "VocabRepr", into = "VocabRepr")]
@@ -112,6 +128,30 @@ impl Vocab {
         self.categories.push(category.map(str::to_owned));
         self.index.insert(name.to_owned(), id);
         id
+    }
+
+    /// True for the reserved token names `<pad>`, `<mask>` and `<unk>`.
+    pub fn is_reserved_name(name: &str) -> bool {
+        matches!(name, "<pad>" | "<mask>" | "<unk>")
+    }
+
+    /// Like [`Vocab::insert`], but a reserved token name (`<pad>`, `<mask>`, `<unk>`) is an
+    /// error instead of returning the reserved id: data must never alias PAD, MASK or UNK. Every
+    /// loader builds its vocabularies through this one check.
+    pub fn insert_checked(
+        &mut self,
+        name: &str,
+        category: Option<&str>,
+    ) -> Result<u32, ReservedName> {
+        if name.starts_with('<') && Self::is_reserved_name(name) {
+            return Err(ReservedName(name.to_owned()));
+        }
+        Ok(self.insert(name, category))
+    }
+
+    /// The id of a real (non-reserved) entry `name`, if present.
+    pub fn get_entry(&self, name: &str) -> Option<u32> {
+        self.get(name).filter(|&id| id >= NUM_RESERVED)
     }
 
     /// The id of `name`, if present.
@@ -220,5 +260,17 @@ mod tests {
         let back: Vocab = serde_json::from_str(&json).unwrap();
         assert_eq!(back, v);
         assert_eq!(back.get("Chat"), Some(b));
+    }
+
+    #[test]
+    fn reserved_names_are_rejected_by_insert_checked() {
+        let mut v = Vocab::new();
+        for n in ["<pad>", "<mask>", "<unk>"] {
+            assert_eq!(v.insert_checked(n, None), Err(ReservedName(n.into())));
+            assert_eq!(v.get_entry(n), None);
+        }
+        assert_eq!(v.insert_checked("<unknown>", None), Ok(3));
+        assert_eq!(v.get_entry("<unknown>"), Some(3));
+        assert_eq!(v.len(), 4);
     }
 }

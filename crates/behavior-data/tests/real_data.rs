@@ -1,19 +1,27 @@
 //! Loaders on the real data under `$BEHAVIOR_DATASETS` (default `../shared/datasets`). Each test
-//! prints `SKIPPED <test>: <why>` and returns when its folder is absent; when present it asserts
-//! the counts stated in the folder's SOURCE.md.
+//! prints `SKIPPED <test>: <why>` and returns when its folder is absent (it fails instead when
+//! `BEHAVIOR_REQUIRE_DATA=1`); when present it asserts the counts stated in the folder's
+//! SOURCE.md.
 
 use behavior_data::loaders::{self, datasets_root, foursquare, frappe, recbole, tsinghua};
 use behavior_data::{Dataset, LoadOptions, Split, SplitConfig};
 use std::path::PathBuf;
 
-fn folder(test: &str, name: &str) -> Option<PathBuf> {
+/// The data set folder `name`, or `None` after printing `SKIPPED <test>: …` when it is absent;
+/// with `BEHAVIOR_REQUIRE_DATA=1` an absent folder fails the test instead.
+fn require_data(test: &str, name: &str) -> Option<PathBuf> {
     let dir = datasets_root().join(name);
     if dir.join("SOURCE.md").exists() {
-        Some(dir)
-    } else {
-        println!("SKIPPED {test}: {} is absent", dir.display());
-        None
+        return Some(dir);
     }
+    if std::env::var("BEHAVIOR_REQUIRE_DATA").is_ok_and(|v| v == "1") {
+        panic!(
+            "{test}: {} is absent and BEHAVIOR_REQUIRE_DATA=1",
+            dir.display()
+        );
+    }
+    println!("SKIPPED {test}: {} is absent", dir.display());
+    None
 }
 
 fn split_ok(ds: &Dataset) {
@@ -29,7 +37,7 @@ fn split_ok(ds: &Dataset) {
 
 #[test]
 fn foursquare_nyc_counts() {
-    let Some(dir) = folder("foursquare_nyc_counts", "foursquare-nyc-getnext") else {
+    let Some(dir) = require_data("foursquare_nyc_counts", "foursquare-nyc-getnext") else {
         return;
     };
     let ds = foursquare::load(&dir, &foursquare::Options::default()).unwrap();
@@ -62,7 +70,7 @@ fn foursquare_nyc_counts() {
 
 #[test]
 fn frappe_counts() {
-    let Some(dir) = folder("frappe_counts", "frappe") else {
+    let Some(dir) = require_data("frappe_counts", "frappe") else {
         return;
     };
     let ds = frappe::load(&dir, &frappe::Options::default()).unwrap();
@@ -97,7 +105,7 @@ fn frappe_counts() {
 
 #[test]
 fn ml_100k_counts() {
-    let Some(dir) = folder("ml_100k_counts", "ml-100k") else {
+    let Some(dir) = require_data("ml_100k_counts", "ml-100k") else {
         return;
     };
     let ds = recbole::load(&dir, "ml-100k", &recbole::Options::default()).unwrap();
@@ -126,7 +134,7 @@ fn ml_100k_counts() {
 
 #[test]
 fn tsinghua_sample_counts() {
-    let Some(dir) = folder("tsinghua_sample_counts", "tsinghua-appusage-sample") else {
+    let Some(dir) = require_data("tsinghua_sample_counts", "tsinghua-appusage-sample") else {
         return;
     };
     let ds = tsinghua::load_sample(&dir, &tsinghua::Options::default()).unwrap();
@@ -151,7 +159,7 @@ fn tsinghua_sample_counts() {
 
 #[test]
 fn llmob_tokyo_counts() {
-    let Some(dir) = folder("llmob_tokyo_counts", "llmob-tokyo") else {
+    let Some(dir) = require_data("llmob_tokyo_counts", "llmob-tokyo") else {
         return;
     };
     let ds = loaders::llmob::load(&dir, &LoadOptions::default()).unwrap();

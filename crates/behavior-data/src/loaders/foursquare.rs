@@ -3,13 +3,13 @@
 //! location = POI or a square spatial cell, weekday and slot from NYC local time, `ts` = UTC
 //! Unix seconds. The row's `weekday` column is checked against its `local_time`.
 
-use super::{require, Sink, Table};
+use super::{require, Keyed, Sink, Table};
 use crate::dataset::{Dataset, LoadOptions};
 use crate::event::{slot_of_second, Event, EventLogBuilder};
 use crate::vocab::Vocab;
 use crate::Result;
 use serde::{Deserialize, Serialize};
-use std::collections::HashMap;
+use std::fmt::Write;
 use std::path::Path;
 
 /// Which label the behaviour is.
@@ -54,18 +54,16 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
     require("foursquare-nyc", &dir.join("checkins.csv"))?;
     let mut sink = Sink::new(&opts.load)?;
     // categories.csv: idx → (name)
-    let mut cat_names: HashMap<u32, String> = HashMap::new();
+    let mut cat_names: Keyed<u32, String> = Keyed::new();
     let mut t = Table::open(&dir.join("categories.csv"), b',', true)?;
     let (ci, cn) = (t.col("category_idx")?, t.col("category_name")?);
     sink.each(&mut t, |t, r| {
         let idx: u32 = t.field(r, ci, "a category index")?;
         let name = t.text(r, cn)?;
-        if cat_names.insert(idx, name.to_owned()).is_some() {
-            return Err(t.err(r, ci, format!("duplicate category index {idx}")));
-        }
-        Ok(())
+        t.not_reserved(r, cn, name)?;
+        cat_names.insert(t, r, ci, idx, name.to_owned())
     })?;
-    let mut poi_xy: HashMap<u32, (f64, f64)> = HashMap::new();
+    let mut poi_xy: Keyed<u32, (f64, f64)> = Keyed::new();
     if let Location::Cell { size_deg } = opts.location {
         if !(size_deg > 0.0 && size_deg < 10.0) {
             return Err(crate::Error::config(
@@ -82,8 +80,7 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
             if !(-90.0..=90.0).contains(&lat) || !(-180.0..=180.0).contains(&lon) {
                 return Err(t.err(r, la, format!("coordinates ({lat}, {lon}) out of range")));
             }
-            poi_xy.insert(idx, (lat, lon));
-            Ok(())
+            poi_xy.insert(t, r, pi, idx, (lat, lon))
         })?;
     }
     let mut behaviors = Vocab::new();
@@ -100,14 +97,38 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
         t.col("local_time")?,
         t.col("weekday")?,
     );
+    let coff = t.col("tz_offset_min").ok();
+    let mut key = String::new();
     sink.each(&mut t, |t, r| {
         let user: u64 = t.field(r, cu, "a user id")?;
         let poi: u32 = t.field(r, cp, "a POI index")?;
         let cat: u32 = t.field(r, cc, "a category index")?;
-        let ts: i64 = t.field(r, ct, "Unix seconds")?;
-        let (_, wd_local, sec) =
+        let ts = t.unix_seconds(r, ct)?;
+        let off = match coff {
+            Some(c) => {
+                let off: i32 = t.field(r, c, "minutes")?;
+                if off.unsigned_abs() > 18 * 60 {
+                    return Err(t.err(r, c, format!("UTC offset {off} is not within ±1080")));
+                }
+                Some(off)
+            }
+            None => None,
+        };
+        let (local, wd_local, sec) =
             super::local_time(t.text(r, cl)?, "%Y-%m-%d %H:%M:%S").map_err(|e| t.err(r, cl, e))?;
         let wd = t.weekday(r, cw, wd_local, "local_time")?;
+        if let Some(off) = off {
+            if ts + off as i64 * 60 != local {
+                return Err(t.err(
+                    r,
+                    ct,
+                    format!(
+                        "{ts} + tz_offset_min {off} is {} s from local_time",
+                        ts + off as i64 * 60 - local
+                    ),
+                ));
+            }
+        }
         let Some(cname) = cat_names.get(&cat) else {
             return Err(t.err(
                 r,
@@ -115,12 +136,9 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
                 format!("category index {cat} is not in categories.csv"),
             ));
         };
-        let behavior = match opts.label {
-            Label::CategoryName => behaviors.insert(cname, None),
-            Label::CategoryId => behaviors.insert(&format!("{cname} [{cat}]"), Some(cname)),
-        };
+        key.clear();
         let location = match opts.location {
-            Location::Poi => locations.insert(&format!("poi-{poi}"), None),
+            Location::Poi => write!(key, "poi-{poi}"),
             Location::Cell { size_deg } => {
                 let Some(&(lat, lon)) = poi_xy.get(&poi) else {
                     return Err(t.err(r, cp, format!("POI {poi} is not in pois.csv")));
@@ -129,11 +147,20 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
                     (lat / size_deg).floor() as i64,
                     (lon / size_deg).floor() as i64,
                 );
-                locations.insert(&format!("cell-{i}-{j}"), None)
+                write!(key, "cell-{i}-{j}")
             }
         };
+        location.expect("writing to a String");
+        let location = locations.insert(&key, None);
+        key.clear();
+        write!(key, "{user}").expect("writing to a String");
+        let user = users.insert(&key, None);
+        let behavior = match opts.label {
+            Label::CategoryName => behaviors.insert(cname, None),
+            Label::CategoryId => behaviors.insert(&format!("{cname} [{cat}]"), Some(cname)),
+        };
         b.push(Event {
-            user: users.insert(&user.to_string(), None),
+            user,
             ts,
             weekday: wd,
             slot: slot_of_second(sec, num_slots),

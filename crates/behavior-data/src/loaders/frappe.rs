@@ -9,7 +9,7 @@
 //! (named from `meta.csv`; the 550 apps whose name is "unknown" are named `app #<id>`, and names
 //! shared by several apps get ` (#<id>)`), with its category, or the app category itself.
 
-use super::{require, Sink, Table};
+use super::{echo, require, Keyed, Sink, Table};
 use crate::dataset::{ContextColumn, Dataset};
 use crate::event::{Event, EventLogBuilder};
 use crate::vocab::Vocab;
@@ -51,11 +51,16 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
     let mut sink = Sink::new(&opts.load)?;
     // meta.csv: item → (name, category)
     let mut meta: Vec<(u32, String, String)> = Vec::new();
+    let mut seen: Keyed<u32, ()> = Keyed::new();
     let mut t = Table::open(&dir.join("meta.csv"), b'\t', false)?;
     let (mi, mc, mn) = (t.col("item")?, t.col("category")?, t.col("name")?);
     sink.each(&mut t, |t, r| {
         let item: u32 = t.field(r, mi, "an item id")?;
-        meta.push((item, t.text(r, mn)?.to_owned(), t.text(r, mc)?.to_owned()));
+        let (name, cat) = (t.text(r, mn)?, t.text(r, mc)?);
+        t.not_reserved(r, mn, name)?;
+        t.not_reserved(r, mc, cat)?;
+        seen.insert(t, r, mi, item, ())?;
+        meta.push((item, name.to_owned(), cat.to_owned()));
         Ok(())
     })?;
     let mut name_count: HashMap<&str, usize> = HashMap::new();
@@ -111,35 +116,41 @@ pub fn load(dir: &Path, opts: &Options) -> Result<Dataset> {
             t.err(
                 r,
                 cd,
-                format!("unknown daytime {daytime:?} (expected one of {DAYTIMES:?})"),
+                format!(
+                    "unknown daytime {} (expected one of {DAYTIMES:?})",
+                    echo(daytime)
+                ),
             )
         })?;
         let wd = t.text(r, cw)?;
         let weekday = WEEKDAYS
             .iter()
             .position(|d| *d == wd)
-            .ok_or_else(|| t.err(r, cw, format!("unknown weekday {wd:?}")))?;
+            .ok_or_else(|| t.err(r, cw, format!("unknown weekday {}", echo(wd))))?;
         let hw = t.text(r, ch)?;
-        let location = locations.get(hw).ok_or_else(|| {
+        let location = locations.get_entry(hw).ok_or_else(|| {
             t.err(
                 r,
                 ch,
-                format!("unknown homework value {hw:?} (expected home, work or unknown)"),
+                format!(
+                    "unknown homework value {} (expected home, work or unknown)",
+                    echo(hw)
+                ),
             )
         })?;
-        let mut vals = [0u32; EXTRA.len()];
+        let mut vals = [""; EXTRA.len()];
         for (k, &c) in ecols.iter().enumerate() {
-            let v = t.text(r, c)?;
-            vals[k] = extra[k].0.insert(v, None);
+            vals[k] = t.token(r, c)?;
         }
-        for (k, v) in vals.into_iter().enumerate() {
-            extra[k].1.push(v);
-        }
-        weights.push(cnt);
         let behavior = match opts.label {
             Label::App => behaviors.insert(name, Some(cat)),
             Label::Category => behaviors.insert(cat, None),
         };
+        for (k, v) in vals.into_iter().enumerate() {
+            let id = extra[k].0.insert(v, None);
+            extra[k].1.push(id);
+        }
+        weights.push(cnt);
         b.push(Event {
             user: users.insert(&user.to_string(), None),
             ts: 0,

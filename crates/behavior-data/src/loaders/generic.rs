@@ -82,7 +82,7 @@ impl ColumnSpec {
                 "give exactly one of them",
             ));
         }
-        if self.utc_offset_minutes.abs() > 18 * 60 {
+        if self.utc_offset_minutes.unsigned_abs() > 18 * 60 {
             return Err(Error::config("utc_offset_minutes", "must be within ±1080"));
         }
         Ok(())
@@ -112,11 +112,12 @@ pub fn load(path: &Path, spec: &ColumnSpec, opts: &LoadOptions) -> Result<Datase
     let mut b = EventLogBuilder::new();
     let offset = spec.utc_offset_minutes as i64 * 60;
     sink.each(&mut t, |t, r| {
-        let user = t.text(r, cu)?;
+        let user = t.token(r, cu)?;
         let (ts, wd, sec) = match (cts, clt) {
             (Some(c), _) => {
-                let ts: i64 = t.field(r, c, "Unix seconds")?;
-                let (wd, sec) = super::weekday_and_second(ts, offset);
+                let ts = t.unix_seconds(r, c)?;
+                let (wd, sec) = super::weekday_and_second(ts, offset)
+                    .ok_or_else(|| t.err(r, c, format!("{ts} + UTC offset overflows")))?;
                 (ts, wd, sec)
             }
             (None, Some(c)) => {
@@ -124,26 +125,24 @@ pub fn load(path: &Path, spec: &ColumnSpec, opts: &LoadOptions) -> Result<Datase
             }
             (None, None) => return Err(perr(&t.path, 1, 1, "no time column")),
         };
-        let beh = t.text(r, cb)?;
+        let beh = t.token(r, cb)?;
         let cat = match cc {
             Some(c) => Some(t.text(r, c)?),
             None => None,
         };
-        let location = match cl {
-            Some(c) => locations.insert(t.text(r, c)?, None),
-            None => UNK,
-        };
-        let intent = match ci {
-            Some(c) => Some(intents.insert(t.text(r, c)?, None)),
-            None => None,
-        };
+        let location = cl.map(|c| t.token(r, c)).transpose()?;
+        let intent = ci.map(|c| t.token(r, c)).transpose()?;
+        let location = location.map_or(UNK, |l| locations.insert(l, None));
+        let intent = intent.map(|i| intents.insert(i, None));
+        let user = users.insert(user, None);
+        let behavior = behaviors.insert(beh, cat);
         b.push(Event {
-            user: users.insert(user, None),
+            user,
             ts,
             weekday: wd,
             slot: slot_of_second(sec, opts.num_slots),
             location,
-            behavior: behaviors.insert(beh, cat),
+            behavior,
             intent,
         });
         Ok(())

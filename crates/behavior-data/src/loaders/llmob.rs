@@ -30,21 +30,30 @@ pub fn load(dir: &Path, opts: &LoadOptions) -> Result<Dataset> {
         t.col("top_category")?,
     );
     sink.each(&mut t, |t, r| {
-        let user = t.text(r, cu)?;
-        let when = format!("{} {}", t.text(r, cd)?, t.text(r, ct)?);
-        let (ts, wd_date, sec) =
-            super::local_time(&when, "%Y-%m-%d %H:%M:%S").map_err(|e| t.err(r, cd, e))?;
+        let user = t.token(r, cu)?;
+        let (date, time) = (t.text(r, cd)?, t.text(r, ct)?);
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").map_err(|e| {
+            t.err(
+                r,
+                cd,
+                format!("cannot parse {} as a date: {e}", super::echo(date)),
+            )
+        })?;
+        let (ts, wd_date, sec) = super::local_time(&format!("{date} {time}"), "%Y-%m-%d %H:%M:%S")
+            .map_err(|e| t.err(r, ct, e))?;
         let wd = t.weekday(r, cw, wd_date, "the date")?;
-        let cat = t.text(r, cc)?;
+        let cat = t.token(r, cc)?;
         let place: u64 = t.field(r, cp, "a place number")?;
         let top = r.get(ctop).map(str::trim).filter(|s| !s.is_empty());
+        let user = users.insert(user, None);
+        let behavior = behaviors.insert(cat, top);
         b.push(Event {
-            user: users.insert(user, None),
+            user,
             ts,
             weekday: wd,
             slot: slot_of_second(sec, opts.num_slots),
             location: locations.insert(&format!("{cat}#{place}"), None),
-            behavior: behaviors.insert(cat, top),
+            behavior,
             intent: None,
         });
         Ok(())

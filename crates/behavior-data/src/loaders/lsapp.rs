@@ -34,21 +34,27 @@ pub fn load(path: &Path, opts: &LoadOptions) -> Result<Dataset> {
             super::local_time(t.text(r, ct)?, "%Y-%m-%d %H:%M:%S").map_err(|e| t.err(r, ct, e))?;
         let app = t.text(r, ca)?;
         let kind = t.text(r, ce)?;
+        t.not_reserved(r, cu, user)?;
+        t.not_reserved(r, ca, app)?;
         match kind {
             "Opened" => {}
             "Closed" | "User Interaction" | "Broken" => {
                 filtered += 1;
                 return Ok(());
             }
-            other => return Err(t.err(r, ce, format!("unknown event type {other:?}"))),
+            other => {
+                return Err(t.err(r, ce, format!("unknown event type {}", super::echo(other))))
+            }
         }
+        let user = users.insert(user, None);
+        let behavior = behaviors.insert(app, None);
         b.push(Event {
-            user: users.insert(user, None),
+            user,
             ts,
             weekday: wd,
             slot: slot_of_second(sec, opts.num_slots),
             location: UNK,
-            behavior: behaviors.insert(app, None),
+            behavior,
             intent: None,
         });
         Ok(())

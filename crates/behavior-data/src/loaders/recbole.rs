@@ -7,7 +7,7 @@
 //! genre as category), or the **next-genre** view: the item's *first* listed genre (19 classes on
 //! ML-100K), a small label space.
 
-use super::{perr, require, Sink, Table};
+use super::{perr, require, Keyed, Sink, Table};
 use crate::dataset::{Dataset, LoadOptions};
 use crate::event::{slot_of_second, Event, EventLogBuilder};
 use crate::vocab::{Vocab, UNK};
@@ -65,14 +65,7 @@ fn field_col(t: &Table, name: &str) -> Result<usize> {
     t.headers
         .iter()
         .position(|h| h.split(':').next() == Some(name))
-        .ok_or_else(|| {
-            perr(
-                &t.path,
-                1,
-                t.headers.len() + 1,
-                format!("missing field {name:?} (found {:?})", t.headers),
-            )
-        })
+        .ok_or_else(|| t.missing("field", name))
 }
 
 /// Loads `dir/<name>.inter` (and `dir/<name>.item` when present; required for `next-genre`).
@@ -81,7 +74,7 @@ pub fn load(dir: &Path, name: &str, opts: &Options) -> Result<Dataset> {
     require(name, &inter)?;
     let mut sink = Sink::new(&opts.load)?;
     // item → (title, genres)
-    let mut items: HashMap<String, (Option<String>, Vec<String>)> = HashMap::new();
+    let mut items: Keyed<String, (Option<String>, Vec<String>)> = Keyed::new();
     let item_path = dir.join(format!("{name}.item"));
     if item_path.exists() {
         let mut t = Table::open(&item_path, b'\t', false)?;
@@ -110,10 +103,15 @@ pub fn load(dir: &Path, name: &str, opts: &Options) -> Result<Dataset> {
             if opts.label == Label::NextGenre && genres.is_empty() {
                 return Err(t.err(r, gi.unwrap_or(0), "no genre"));
             }
-            if items.insert(id.clone(), (title, genres)).is_some() {
-                return Err(t.err(r, ii, format!("duplicate item {id}")));
+            if let (Some(c), Some(title)) = (ti, &title) {
+                t.not_reserved(r, c, title)?;
             }
-            Ok(())
+            if let Some(c) = gi {
+                for g in &genres {
+                    t.not_reserved(r, c, g)?;
+                }
+            }
+            items.insert(t, r, ii, id, (title, genres))
         })?;
     } else if opts.label == Label::NextGenre {
         return Err(crate::Error::NotFound {
@@ -122,7 +120,7 @@ pub fn load(dir: &Path, name: &str, opts: &Options) -> Result<Dataset> {
         });
     }
     let mut title_count: HashMap<&str, usize> = HashMap::new();
-    for (t, _) in items.values() {
+    for ((t, _), _) in items.map.values() {
         if let Some(t) = t {
             *title_count.entry(t.as_str()).or_default() += 1;
         }
@@ -152,13 +150,14 @@ pub fn load(dir: &Path, name: &str, opts: &Options) -> Result<Dataset> {
     );
     let num_slots = opts.load.num_slots;
     sink.each(&mut t, |t, r| {
-        let user = t.text(r, cu)?;
+        let user = t.token(r, cu)?;
         let item = t.text(r, ci)?;
         let ts: f64 = t.field(r, ct, "a Unix timestamp")?;
         if !ts.is_finite() || ts.abs() > 1e13 {
             return Err(t.err(r, ct, format!("timestamp {ts} out of range")));
         }
         let ts = ts.floor() as i64;
+        super::check_ts(ts).map_err(|e| t.err(r, ct, e))?;
         let behavior = match opts.label {
             Label::Item => {
                 let (n, g) = item_name(item);
@@ -169,7 +168,7 @@ pub fn load(dir: &Path, name: &str, opts: &Options) -> Result<Dataset> {
                 None => return Err(t.err(r, ci, format!("item {item} is not in {name}.item"))),
             },
         };
-        let (wd, sec) = super::weekday_and_second(ts, 0);
+        let (wd, sec) = super::weekday_and_second(ts, 0).unwrap_or((0, 0));
         b.push(Event {
             user: users.insert(user, None),
             ts,

@@ -12,13 +12,11 @@
 //! `rows_filtered`. Behaviour = the app (`app <id>`, with its category) or the app category;
 //! location = the base station (`bs <id>`); weekday and slot from the local time.
 
-use super::{perr, require, Sink, Table};
+use super::{perr, require, Fields, Keyed, Sink, Table};
 use crate::dataset::Dataset;
 use crate::event::{slot_of_second, Event, EventLog, EventLogBuilder};
 use crate::vocab::Vocab;
-use crate::{Error, Result};
-use std::collections::HashMap;
-use std::io::BufRead;
+use crate::Result;
 use std::path::Path;
 
 /// Which label the behaviour is: the app or its category.
@@ -27,48 +25,21 @@ pub use super::AppLabel as Label;
 /// Loader options: the label and the strictness (and slots).
 pub use super::AppLogOptions as Options;
 
-/// Streams a whitespace-separated file without header: `f(line_no, fields)` per non-empty line.
+/// Streams a whitespace-separated file without header through the shared line-tracking reader:
+/// `f(line_no, fields)` per non-blank line.
 fn each_line(
     path: &Path,
     sink: &mut Sink,
     mut f: impl FnMut(u64, &[&str]) -> Result<()>,
 ) -> Result<()> {
-    let reader = std::io::BufReader::new(super::open_file(path)?);
-    for (i, line) in reader.lines().enumerate() {
-        let line_no = i as u64 + 1;
-        let line = match line {
-            Ok(l) => l,
-            Err(e) if e.kind() == std::io::ErrorKind::InvalidData => {
-                sink.report.rows_read += 1;
-                sink.bad(perr(path, line_no, 1, "invalid UTF-8"))?;
-                continue;
-            }
-            Err(source) => {
-                return Err(Error::Io {
-                    path: path.to_path_buf(),
-                    source,
-                })
-            }
-        };
-        if line.trim().is_empty() {
-            continue;
-        }
-        sink.report.rows_read += 1;
-        let fields: Vec<&str> = line.split_whitespace().collect();
-        if let Err(e) = f(line_no, &fields) {
-            match e {
-                Error::Parse { .. } => sink.bad(e)?,
-                fatal => return Err(fatal),
-            }
-        }
-    }
-    Ok(())
+    let mut t = Table::open_with(path, Fields::Whitespace)?;
+    sink.each(&mut t, |_, r| f(r.line(), &r.fields()))
 }
 
 /// Parses `yyyymmddHHMMSS` into (naive seconds, weekday, second of day).
 fn parse_time(raw: &str) -> std::result::Result<(i64, u8, u32), String> {
     if raw.len() != 14 || !raw.bytes().all(|b| b.is_ascii_digit()) {
-        return Err(format!("time {raw:?} is not yyyymmddHHMMSS"));
+        return Err(format!("time {} is not yyyymmddHHMMSS", super::echo(raw)));
     }
     super::local_time(raw, "%Y%m%d%H%M%S")
 }
@@ -150,17 +121,25 @@ pub fn load_raw(
 ) -> Result<Dataset> {
     require("tsinghua-appusage", trace)?;
     let mut sink = Sink::new(&opts.load)?;
-    let mut cat_names: HashMap<String, String> = HashMap::new();
+    let mut cat_names: Keyed<String, String> = Keyed::new();
     if let Some(p) = categories {
         each_line(p, &mut sink, |line, f| {
             if f.len() < 2 {
                 return Err(perr(p, line, f.len() + 1, "expected `category_id name`"));
             }
-            cat_names.insert(f[0].to_owned(), f[1..].join(" "));
-            Ok(())
+            let name = f[1..].join(" ");
+            if Vocab::is_reserved_name(&name) {
+                return Err(perr(
+                    p,
+                    line,
+                    2,
+                    crate::vocab::ReservedName(name).to_string(),
+                ));
+            }
+            cat_names.insert_at(p, line, 1, "category", f[0].to_owned(), name)
         })?;
     }
-    let mut app_cat: HashMap<String, String> = HashMap::new();
+    let mut app_cat: Keyed<String, String> = Keyed::new();
     if let Some(p) = app2category {
         each_line(p, &mut sink, |line, f| {
             if f.len() != 2 {
@@ -175,8 +154,7 @@ pub fn load_raw(
                 .get(f[1])
                 .cloned()
                 .unwrap_or_else(|| format!("category {}", f[1]));
-            app_cat.insert(f[0].to_owned(), c);
-            Ok(())
+            app_cat.insert_at(p, line, 1, "app", f[0].to_owned(), c)
         })?;
     }
     let (mut apps, mut locations, mut users) = (Vocab::new(), Vocab::new(), Vocab::new());
@@ -196,15 +174,20 @@ pub fn load_raw(
         }
         let (ts, wd, sec) =
             parse_time(f[1]).map_err(|e| perr(trace, line, 2, format!("time: {e}")))?;
-        if f[3].is_empty() {
-            return Err(perr(trace, line, 4, "app: empty"));
+        if Vocab::is_reserved_name(f[0]) {
+            return Err(perr(
+                trace,
+                line,
+                1,
+                format!("user: {}", crate::vocab::ReservedName(f[0].into())),
+            ));
         }
         f[4].parse::<f64>().map_err(|e| {
             perr(
                 trace,
                 line,
                 5,
-                format!("traffic: cannot parse {:?}: {e}", f[4]),
+                format!("traffic: cannot parse {}: {e}", super::echo(f[4])),
             )
         })?;
         let cat = app_cat.get(f[3]).map(String::as_str);
@@ -235,27 +218,26 @@ pub fn load_sample(dir: &Path, opts: &Options) -> Result<Dataset> {
     let data = dir.join("data_sample.csv");
     require("tsinghua-appusage-sample", &data)?;
     let mut sink = Sink::new(&opts.load)?;
-    let mut cat_names: HashMap<u32, String> = HashMap::new();
+    let mut cat_names: Keyed<u32, String> = Keyed::new();
     let cat_path = dir.join("category.csv");
     if cat_path.exists() {
         let mut t = Table::open(&cat_path, b',', true)?;
         let (ci, ce) = (t.col("app_type_id")?, t.col("en")?);
         sink.each(&mut t, |t, r| {
-            cat_names.insert(t.field(r, ci, "a category id")?, t.text(r, ce)?.to_owned());
-            Ok(())
+            let id: u32 = t.field(r, ci, "a category id")?;
+            let name = t.token(r, ce)?.to_owned();
+            cat_names.insert(t, r, ci, id, name)
         })?;
     }
-    let mut app_cat: HashMap<u32, u32> = HashMap::new();
+    let mut app_cat: Keyed<u32, u32> = Keyed::new();
     let app_path = dir.join("app.csv");
     if app_path.exists() {
         let mut t = Table::open(&app_path, b',', true)?;
         let (ai, ac) = (t.col("app_id")?, t.col("app_cate_id")?);
         sink.each(&mut t, |t, r| {
-            app_cat.insert(
-                t.field(r, ai, "an app id")?,
-                t.field(r, ac, "a category id")?,
-            );
-            Ok(())
+            let app: u32 = t.field(r, ai, "an app id")?;
+            let cat: u32 = t.field(r, ac, "a category id")?;
+            app_cat.insert(t, r, ai, app, cat)
         })?;
     }
     let (mut apps, mut locations, mut users) = (Vocab::new(), Vocab::new(), Vocab::new());
@@ -271,7 +253,7 @@ pub fn load_sample(dir: &Path, opts: &Options) -> Result<Dataset> {
         t.col("traffic")?,
     );
     sink.each(&mut t, |t, r| {
-        let user = t.text(r, cu)?;
+        let user = t.token(r, cu)?;
         let (ts, wd, sec) = parse_time(t.text(r, ct)?).map_err(|e| t.err(r, ct, e))?;
         let loc: u64 = t.field(r, cl, "a base-station id")?;
         let app: u32 = t.field(r, ca, "an app id")?;
