@@ -37,8 +37,7 @@ use crate::config::{resolve, ExperimentConfig};
 use crate::datasets::GenericSource;
 use crate::run::Run;
 use crate::table::{
-    run_systems, write_outputs, LoopOptions, Outcomes, Role, System, SystemKind, Task,
-    WindowConfig,
+    run_systems, write_outputs, LoopOptions, Outcomes, Role, System, SystemKind, Task, WindowConfig,
 };
 
 /// The experiment's config (the preset's values, then `--config`, then `--set`).

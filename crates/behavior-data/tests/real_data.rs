@@ -14,13 +14,11 @@ fn require_data(test: &str, name: &str) -> Option<PathBuf> {
     if dir.join("SOURCE.md").exists() {
         return Some(dir);
     }
-    if std::env::var("BEHAVIOR_REQUIRE_DATA").is_ok_and(|v| v == "1") {
-        panic!(
-            "{test}: {} is absent and BEHAVIOR_REQUIRE_DATA=1",
-            dir.display()
-        );
-    }
-    println!("SKIPPED {test}: {} is absent", dir.display());
+    behavior_data::skip::skip(
+        behavior_data::skip::REQUIRE_DATA,
+        test,
+        &format!("{} is absent", dir.display()),
+    );
     None
 }
 
