@@ -76,7 +76,8 @@ fn split_and_window(ds: &behavior_data::Dataset) -> u64 {
     for part in [&split.train, &split.valid, &split.test] {
         for_each_sequence_batch(&ds.log, part, WINDOW, BATCH, |b| {
             sum = sum.wrapping_add(b.history[b.history.len() - 1] as u64 + b.target[0] as u64);
-        });
+        })
+        .expect("windows");
     }
     sum + split.stats.anchor_tail.num_anchors() as u64
 }

@@ -33,7 +33,7 @@ pub struct Part {
 impl Part {
     /// Windows of length `window` ending at `targets`, on `device`.
     pub fn new(ds: &Dataset, targets: &[u32], window: usize, device: Device) -> Result<Self> {
-        let host = sequence_batch(&ds.log, targets, window);
+        let host = sequence_batch(&ds.log, targets, window)?;
         let tensors = SeqBatch::from_windows(&host, device)?;
         Ok(Self { host, tensors })
     }
@@ -142,7 +142,7 @@ impl Task {
             },
             counts: split.train_counts().iter().map(|&c| c as f64).collect(),
             is_anchor: split.anchor_tail().is_anchor.clone(),
-            fit_windows: sequence_batch(&ds.log, &split.train, 1),
+            fit_windows: sequence_batch(&ds.log, &split.train, 1)?,
             train,
             valid,
             test,

@@ -17,7 +17,7 @@
 //! let ds = simulate(&cfg).unwrap();
 //! let split = Split::of_dataset(&ds, &SplitConfig::default()).unwrap();
 //! split.check_leakage(&ds.log, ds.log.behaviors()).unwrap();
-//! let batch = samples::sequence_batch(&ds.log, &split.test[..8], 16);
+//! let batch = samples::sequence_batch(&ds.log, &split.test[..8], 16).unwrap();
 //! assert_eq!(batch.history.len(), 8 * 16);
 //! assert!(batch.target.iter().all(|&c| (c as usize) < ds.num_classes()));
 //! println!("{} anchors of {}", split.anchor_tail().num_anchors(), ds.num_classes());

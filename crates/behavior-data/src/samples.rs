@@ -56,20 +56,16 @@ impl SequenceBatch {
         }
     }
 
-    /// Like [`SequenceBatch::fill`], but a target index out of range (an empty log included) is
-    /// an error instead of a panic.
-    pub fn try_fill(&mut self, log: &EventLog, targets: &[u32]) -> Result<()> {
+    /// Refills this batch (reusing its buffers) with the windows of `targets` in `log`. A target
+    /// that is not an event index of `log` (an empty log included) is an error naming it.
+    pub fn fill(&mut self, log: &EventLog, targets: &[u32]) -> Result<()> {
         log.check_targets(targets)?;
-        self.fill(log, targets);
+        self.fill_checked(log, targets);
         Ok(())
     }
 
-    /// Refills this batch (reusing its buffers) with the windows of `targets` in `log`.
-    ///
-    /// # Panics
-    /// When a target is not an event index of `log`; [`SequenceBatch::try_fill`] returns an
-    /// error instead.
-    pub fn fill(&mut self, log: &EventLog, targets: &[u32]) {
+    /// [`SequenceBatch::fill`] after the targets were checked.
+    fn fill_checked(&mut self, log: &EventLog, targets: &[u32]) {
         let l = self.len;
         let n = targets.len();
         self.n = n;
@@ -143,21 +139,12 @@ impl SequenceBatch {
     }
 }
 
-/// Like [`sequence_batch`], but a target index out of range is an error instead of a panic.
-pub fn try_sequence_batch(log: &EventLog, targets: &[u32], len: usize) -> Result<SequenceBatch> {
+/// The sequence samples of `targets` (event indices, e.g. a split part) with windows of `len`;
+/// a target that is not an event index of `log` (an empty log included) is an error naming it.
+pub fn sequence_batch(log: &EventLog, targets: &[u32], len: usize) -> Result<SequenceBatch> {
     let mut b = SequenceBatch::new(len);
-    b.try_fill(log, targets)?;
+    b.fill(log, targets)?;
     Ok(b)
-}
-
-/// The sequence samples of `targets` (event indices, e.g. a split part) with windows of `len`.
-///
-/// # Panics
-/// When a target is out of range; see [`try_sequence_batch`].
-pub fn sequence_batch(log: &EventLog, targets: &[u32], len: usize) -> SequenceBatch {
-    let mut b = SequenceBatch::new(len);
-    b.fill(log, targets);
-    b
 }
 
 /// Iterates over `targets` in batches of `batch_size`, reusing one buffer; calls `f` per batch.
@@ -167,12 +154,14 @@ pub fn for_each_sequence_batch(
     len: usize,
     batch_size: usize,
     mut f: impl FnMut(&SequenceBatch),
-) {
+) -> Result<()> {
+    log.check_targets(targets)?;
     let mut b = SequenceBatch::new(len);
     for chunk in targets.chunks(batch_size.max(1)) {
-        b.fill(log, chunk);
+        b.fill_checked(log, chunk);
         f(&b);
     }
+    Ok(())
 }
 
 /// A batch of context samples: user + context → class.
@@ -200,9 +189,9 @@ pub struct ContextBatch {
     pub index: Vec<u32>,
 }
 
-/// Like [`context_batch`], but a row index out of range, or context / weight columns that are not
-/// aligned with the log, are errors instead of panics.
-pub fn try_context_batch(ds: &Dataset, rows: &[u32]) -> Result<ContextBatch> {
+/// The context samples of `rows` (event indices) of `ds`. A row out of range, or context / weight
+/// columns that are not aligned with the log, are errors.
+pub fn context_batch(ds: &Dataset, rows: &[u32]) -> Result<ContextBatch> {
     ds.log.check_targets(rows)?;
     let n = ds.log.len();
     if let Some(c) = ds.context.iter().find(|c| c.values.len() != n) {
@@ -218,14 +207,11 @@ pub fn try_context_batch(ds: &Dataset, rows: &[u32]) -> Result<ContextBatch> {
             w.len()
         )));
     }
-    Ok(context_batch(ds, rows))
+    Ok(context_batch_checked(ds, rows))
 }
 
-/// The context samples of `rows` (event indices) of `ds`.
-///
-/// # Panics
-/// When a row is out of range; see [`try_context_batch`].
-pub fn context_batch(ds: &Dataset, rows: &[u32]) -> ContextBatch {
+/// [`context_batch`] after the rows and columns were checked.
+fn context_batch_checked(ds: &Dataset, rows: &[u32]) -> ContextBatch {
     let log = &ds.log;
     let e = ds.context.len();
     let mut b = ContextBatch {

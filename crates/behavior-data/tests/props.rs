@@ -90,7 +90,7 @@ proptest! {
     fn every_target_comes_after_its_history((log, k) in arb_log(), len in 1usize..10) {
         let split = Split::new(&log, log.behaviors(), k, &SplitConfig::default()).unwrap();
         let targets: Vec<u32> = split.train.iter().chain(&split.valid).chain(&split.test).copied().collect();
-        let b = sequence_batch(&log, &targets, len);
+        let b = sequence_batch(&log, &targets, len).unwrap();
         prop_assert_eq!(b.history.len(), targets.len() * len);
         for (row, &t) in targets.iter().enumerate() {
             let t = t as usize;

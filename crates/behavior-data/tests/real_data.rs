@@ -88,7 +88,7 @@ fn frappe_counts() {
         550
     );
     split_ok(&ds);
-    let b = behavior_data::samples::context_batch(&ds, &[0, 1, 2]);
+    let b = behavior_data::samples::context_batch(&ds, &[0, 1, 2]).unwrap();
     assert_eq!(b.extra.len(), 15);
     let cats = frappe::load(
         &dir,

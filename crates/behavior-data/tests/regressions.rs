@@ -3,7 +3,7 @@
 
 use behavior_data::loaders::{foursquare, frappe, generic, llmob, recbole, tsinghua};
 use behavior_data::sampler::{self, QuotaMode};
-use behavior_data::samples::{try_context_batch, try_sequence_batch, SequenceBatch};
+use behavior_data::samples::{context_batch, sequence_batch, SequenceBatch};
 use behavior_data::stats::{AnchorTail, LongTailStats};
 use behavior_data::{
     Error, Event, EventLog, EventLogBuilder, LoadOptions, Split, SplitConfig, NUM_RESERVED,
@@ -447,16 +447,16 @@ fn item8_check_leakage_with_short_labels_is_an_error() {
 #[test]
 fn item8_batches_with_bad_targets_are_errors() {
     let log = small_log();
-    assert!(try_sequence_batch(&log, &[4], 8).is_err());
-    assert!(try_sequence_batch(&log, &[u32::MAX], 8).is_err());
-    assert!(try_sequence_batch(&EventLog::default(), &[0], 8).is_err());
+    assert!(sequence_batch(&log, &[4], 8).is_err());
+    assert!(sequence_batch(&log, &[u32::MAX], 8).is_err());
+    assert!(sequence_batch(&EventLog::default(), &[0], 8).is_err());
     let mut b = SequenceBatch::new(4);
-    assert!(b.try_fill(&EventLog::default(), &[0]).is_err());
-    assert_eq!(try_sequence_batch(&log, &[2], 8).unwrap().lengths, [2]);
+    assert!(b.fill(&EventLog::default(), &[0]).is_err());
+    assert_eq!(sequence_batch(&log, &[2], 8).unwrap().lengths, [2]);
     assert_eq!(EventLog::default().user_start(0), 0);
     let ds = frappe::load(&fixture("frappe"), &Default::default()).unwrap();
-    assert!(try_context_batch(&ds, &[3]).is_err());
-    assert_eq!(try_context_batch(&ds, &[2]).unwrap().n, 1);
+    assert!(context_batch(&ds, &[3]).is_err());
+    assert_eq!(context_batch(&ds, &[2]).unwrap().n, 1);
 }
 
 #[test]

@@ -31,17 +31,21 @@ fn tiny_llama_dir() -> PathBuf {
         .join("../behavior-models/tests/fixtures/llm/tiny-llama")
 }
 
+fn lora_cfg() -> LoraConfig {
+    LoraConfig {
+        r: 4,
+        alpha: 8.0,
+        dropout: 0.1,
+        ..LoraConfig::default()
+    }
+}
+
 fn tiny_lora() -> anyhow::Result<Llm> {
     tch::manual_seed(3);
     Ok(Llm::load(
         &tiny_llama_dir(),
         &LoadOptions {
-            lora: Some(LoraConfig {
-                r: 4,
-                alpha: 8.0,
-                dropout: 0.1,
-                ..LoraConfig::default()
-            }),
+            lora: Some(lora_cfg()),
             ..LoadOptions::default()
         },
     )?)
@@ -118,6 +122,19 @@ fn lora_sft_through_fit_resumes_bit_identically_and_touches_only_the_adapter() -
             &mut no_eval_llm,
             &opts,
         )?;
+        // The trained adapter round-trips through the PEFT layout.
+        let peft = tempfile::tempdir()?;
+        let cfg = behavior_models::llm::read_adapter_config(&{
+            behavior_models::llm::save_adapter(&llm.vs, &lora_cfg(), peft.path())?;
+            peft.path().to_path_buf()
+        })?;
+        assert_eq!(cfg, lora_cfg());
+        let mut again = tiny_lora()?;
+        behavior_models::llm::load_adapter(&mut again.vs, peft.path())?;
+        let (a, b) = (named(&llm.vs), named(&again.vs));
+        for (n, w) in &a {
+            assert!(w.equal(&b[n]), "{n} differs after the PEFT round trip");
+        }
         Ok(named(&llm.vs))
     };
     let before = named(&tiny_lora()?.vs);
