@@ -30,6 +30,8 @@ mkdir -p "$OUT"
 TORCH_LIB=$(python3 -c 'import torch,os;print(os.path.join(os.path.dirname(torch.__file__),"lib"))')
 export LD_LIBRARY_PATH="$TORCH_LIB:${LD_LIBRARY_PATH:-}"
 export RUST_LOG=${RUST_LOG:-info}
+# On a GPU machine the CUDA tests must run, not skip.
+export BEHAVIOR_REQUIRE_CUDA=1
 
 step() {
   local name=$1 limit=$2

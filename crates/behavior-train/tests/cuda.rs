@@ -1,7 +1,8 @@
 //! The trainer on CUDA: bf16 mixed precision learns and keeps `f32` master weights, the bf16
 //! forward stays close to the `f32` one, the CUDA forward equals the CPU forward, and the DRO
 //! losses keep their state on the device. Every test prints `SKIPPED` and passes on a machine
-//! without CUDA (run with `-- --nocapture` to see it).
+//! without CUDA (run with `-- --nocapture` to see it), and fails instead when
+//! `BEHAVIOR_REQUIRE_CUDA=1` (set it on a GPU machine).
 
 use behavior_models::behavegpt::BehaveGpt;
 use behavior_models::{SeqBatch, SequenceModel};
