@@ -329,12 +329,8 @@ fn load_dataset(cfg: &BehaveGptExpConfig) -> Result<Dataset> {
             .load(cfg.lenient)?
     } else {
         let known = registry::resolve(&cfg.dataset)?;
-        ensure!(
-            known.ordered,
-            "{}: its events have no order, and next-behaviour prediction needs ordered sequences \
-             (Frappe-style context logs are for context-aware models)",
-            known.name
-        );
+        // Refused before any data is read (the registry knows which logs are unordered).
+        ensure!(known.ordered, "{}", unordered(known.name));
         if known.name == "foursquare-nyc" {
             let dir = root.join(known.folder.unwrap_or_default());
             let mut opts = cfg.foursquare.clone();
@@ -349,13 +345,16 @@ fn load_dataset(cfg: &BehaveGptExpConfig) -> Result<Dataset> {
             })?
         }
     };
-    ensure!(
-        ds.ordered,
-        "{}: its events have no order, and next-behaviour prediction needs ordered sequences \
-         (Frappe-style context logs are for context-aware models)",
-        ds.name
-    );
+    ensure!(ds.ordered, "{}", unordered(&ds.name));
     Ok(ds)
+}
+
+/// Why a data set without event order is refused.
+fn unordered(name: &str) -> String {
+    format!(
+        "{name}: its events have no order, and next-behaviour prediction needs ordered sequences \
+         (Frappe-style context logs are for context-aware models)"
+    )
 }
 
 /// Everything one run of the experiment produced.

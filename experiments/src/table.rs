@@ -9,7 +9,7 @@ use behavior_data::registry::subsample;
 use behavior_data::samples::{sequence_batch, SequenceBatch};
 use behavior_data::{Dataset, Split, NUM_RESERVED};
 use behavior_eval::plot::Series;
-use behavior_eval::{evaluate, EvalConfig, Evaluation, Report, ScoreMatrix};
+use behavior_eval::{evaluate, top1, EvalConfig, Evaluation, Report, ScoreMatrix};
 use behavior_models::baselines::{Markov, MostPopular, UserMostFrequent};
 use behavior_models::predictor::Neural;
 use behavior_models::zoo::{DataShape, ModelSpec};
@@ -280,19 +280,10 @@ pub struct Outcomes {
     pub class_weights: BTreeMap<String, Vec<f32>>,
 }
 
-fn argmax_rows(scores: &[f32], k: usize) -> Vec<u32> {
-    scores
-        .chunks(k)
-        .map(|r| {
-            let mut best = 0;
-            for (j, v) in r.iter().enumerate() {
-                if *v > r[best] {
-                    best = j;
-                }
-            }
-            best as u32
-        })
-        .collect()
+/// Top-1 predictions of a score matrix (`behavior_eval::top1`: the first maximum, as the
+/// evaluator's classification metrics use).
+fn top1_of(scores: &[f32], n: usize, k: usize) -> Result<Vec<u32>> {
+    Ok(top1(&ScoreMatrix::new(scores, n, k)?))
 }
 
 /// Builds a count baseline's predictor, fitted on the task's training targets.
@@ -337,7 +328,7 @@ pub fn run_systems(
         out.evals.insert(s.name.clone(), vec![e; n_seeds]);
         out.predictions.insert(
             s.name.clone(),
-            vec![argmax_rows(&scores.values, task.k); n_seeds],
+            vec![top1_of(&scores.values, scores.n, task.k)?; n_seeds],
         );
     }
     for (si, &seed) in opts.seeds.iter().enumerate() {
@@ -406,7 +397,7 @@ pub fn run_systems(
             out.predictions
                 .entry(s.name.clone())
                 .or_default()
-                .push(argmax_rows(&scores.values, task.k));
+                .push(top1_of(&scores.values, scores.n, task.k)?);
             if si == 0 {
                 out.curves.push(Series {
                     name: s.name.clone(),
@@ -504,6 +495,9 @@ mod tests {
 
     #[test]
     fn argmax_takes_the_first_maximum() {
-        assert_eq!(argmax_rows(&[0.1, 0.5, 0.5, 0.2, 0.1, 0.0], 3), vec![1, 0]);
+        assert_eq!(
+            top1_of(&[0.1, 0.5, 0.5, 0.2, 0.1, 0.0], 2, 3).unwrap(),
+            vec![1, 0]
+        );
     }
 }
