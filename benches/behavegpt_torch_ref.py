@@ -8,7 +8,7 @@ The model is `crates/behavior-models/src/behavegpt.rs` in concat mode with the b
 
 Run (from the workspace root):
     PYTHONPATH=~/.cache/behavior-lab/torch-2.11.0 python3 benches/behavegpt_torch_ref.py
-        [--malloc-cache] [--device cuda] [--bf16] [--steps N]
+        [--malloc-cache] [--device cuda] [--bf16] [--steps N] [--configs a,b]
 
 --malloc-cache  apply the glibc settings of `behavior_models::device::retain_freed_cpu_memory`
                 (mallopt M_MMAP_MAX=0, M_TRIM_THRESHOLD=2^31-1) before anything is allocated,
@@ -35,6 +35,8 @@ ap.add_argument("--malloc-cache", action="store_true")
 ap.add_argument("--device", default="cpu")
 ap.add_argument("--bf16", action="store_true")
 ap.add_argument("--steps", type=int, default=10)
+ap.add_argument("--configs", default="sasrec_size_d64_l2,d256_l4,d512_l4",
+                help="comma-separated subset of the configs to run")
 ARGS = ap.parse_args() if __name__ == "__main__" else ap.parse_args([])
 if ARGS.malloc_cache:
     retain_freed_memory()
@@ -127,6 +129,7 @@ def bench(name, d, layers, heads, dev):
 if __name__ == "__main__":
     torch.set_num_threads(2)
     dev = torch.device(ARGS.device)
-    bench("sasrec_size_d64_l2", 64, 2, 2, dev)
-    bench("d256_l4", 256, 4, 4, dev)
-    bench("d512_l4", 512, 4, 8, dev)
+    want = set(ARGS.configs.split(","))
+    for name, d, layers, heads in [("sasrec_size_d64_l2", 64, 2, 2), ("d256_l4", 256, 4, 4), ("d512_l4", 512, 4, 8)]:
+        if name in want:
+            bench(name, d, layers, heads, dev)

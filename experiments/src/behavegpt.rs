@@ -316,34 +316,48 @@ pub const COLUMNS: [(&str, &str); 10] = [
 /// Loads the configured data set: the registry's loader (Foursquare with this experiment's
 /// loader options), or the generic CSV; refuses logs without an event order.
 fn load_dataset(cfg: &BehaveGptExpConfig) -> Result<Dataset> {
+    if cfg.dataset == "generic" {
+        let ds = cfg
+            .generic
+            .as_ref()
+            .context("dataset = \"generic\" needs a [generic] table")?
+            .load(cfg.lenient)?;
+        ensure!(ds.ordered, "{}", unordered(&ds.name));
+        return Ok(ds);
+    }
+    load_registered(&cfg.dataset, cfg.lenient, &cfg.sim, &cfg.foursquare)
+}
+
+/// Loads a data set of the registry by name or alias (Foursquare NYC with `foursquare` loader
+/// options, the simulator with `sim`); real data is read under `$BEHAVIOR_DATASETS`. Logs without
+/// an event order are refused before any data is read.
+pub fn load_registered(
+    name: &str,
+    lenient: bool,
+    sim: &SimConfig,
+    foursquare_opts: &foursquare::Options,
+) -> Result<Dataset> {
     let root = behavior_data::loaders::datasets_root();
-    let load = if cfg.lenient {
+    let load = if lenient {
         behavior_data::LoadOptions::lenient()
     } else {
         behavior_data::LoadOptions::default()
     };
-    let ds = if cfg.dataset == "generic" {
-        cfg.generic
-            .as_ref()
-            .context("dataset = \"generic\" needs a [generic] table")?
-            .load(cfg.lenient)?
-    } else {
-        let known = registry::resolve(&cfg.dataset)?;
-        // Refused before any data is read (the registry knows which logs are unordered).
-        ensure!(known.ordered, "{}", unordered(known.name));
-        if known.name == "foursquare-nyc" {
-            let dir = root.join(known.folder.unwrap_or_default());
-            let mut opts = cfg.foursquare.clone();
-            if cfg.lenient {
-                opts.load.strictness = Strictness::Lenient;
-            }
-            foursquare::load(&dir, &opts)
-                .with_context(|| format!("loading Foursquare NYC from {}", dir.display()))?
-        } else {
-            registry::load(known.name, &root, &cfg.sim, &load).with_context(|| {
-                format!("loading {} (set BEHAVIOR_DATASETS to its root)", known.name)
-            })?
+    let known = registry::resolve(name)?;
+    // Refused before any data is read (the registry knows which logs are unordered).
+    ensure!(known.ordered, "{}", unordered(known.name));
+    let ds = if known.name == "foursquare-nyc" {
+        let dir = root.join(known.folder.unwrap_or_default());
+        let mut opts = foursquare_opts.clone();
+        if lenient {
+            opts.load.strictness = Strictness::Lenient;
         }
+        foursquare::load(&dir, &opts)
+            .with_context(|| format!("loading Foursquare NYC from {}", dir.display()))?
+    } else {
+        registry::load(known.name, &root, sim, &load).with_context(|| {
+            format!("loading {} (set BEHAVIOR_DATASETS to its root)", known.name)
+        })?
     };
     ensure!(ds.ordered, "{}", unordered(&ds.name));
     Ok(ds)
@@ -421,6 +435,7 @@ pub fn run(
             valid_metrics: &["R_w", "R_m", "NDCG@5"],
             resume,
             device,
+            external: None,
         },
     )?;
 

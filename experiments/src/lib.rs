@@ -4,6 +4,7 @@
 //! Architecture invariant: only this crate reads config files and writes results.
 
 pub mod behavegpt;
+pub mod behaviorlm;
 pub mod cli;
 pub mod config;
 pub mod datasets;

@@ -47,6 +47,28 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
+    /// BehaviorLM table: the untuned LLM (NT), SFT on all targets, anchor-only SFT, reweighted
+    /// SFT, B-tuning alone, BehaviorLM (A → B) and its ablations (w/o auxiliary conversations,
+    /// random selection), Markov-1, SASRec and BehaveGPT with DRO; Prec_w, Rec_w, Rec_m, F1_m,
+    /// NDCG@5 overall / anchor / tail with a computed verdict on the paper's tail claim, the
+    /// cheap-vs-exact difficulty agreement, and Fig. 1 (frequency with the anchor cut, PCA of
+    /// the LLM's behaviour-name embeddings). `smoke` runs the tiny fixture Llama; `cpu` the
+    /// bootstrap's SmolLM2-135M-Instruct; `gpu` any Llama / Qwen2 directory
+    /// (`--set model.path=DIR`).
+    Behaviorlm {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Data set with behaviour names (overrides the config's `dataset` key): `simulator`,
+        /// `foursquare`, `llmob-tokyo`. Real data is read from `$BEHAVIOR_DATASETS` (default
+        /// `../shared/datasets`).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Continue in the run folder of `--run-id`: finished stages (adapter + stage.json) are
+        /// reused, an interrupted training continues from its latest checkpoint, and the
+        /// auxiliary conversations are read from their cache.
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 fn setup(common: &CommonArgs) -> Result<tch::Device> {
@@ -102,6 +124,15 @@ fn main() -> Result<()> {
         } => {
             let device = setup(&common)?;
             let out = experiments::behavegpt::run(&common, device, dataset.as_deref(), resume)?;
+            println!("{}\nresults: {}", out.verdict, out.dir.display());
+        }
+        Cmd::Behaviorlm {
+            common,
+            dataset,
+            resume,
+        } => {
+            let device = setup(&common)?;
+            let out = experiments::behaviorlm::run(&common, device, dataset.as_deref(), resume)?;
             println!("{}\nresults: {}", out.verdict, out.dir.display());
         }
     }

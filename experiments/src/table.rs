@@ -191,6 +191,12 @@ pub enum SystemKind {
         /// Objective.
         loss: LossConfig,
     },
+    /// A system trained and scored by the experiment's own code ([`LoopOptions::external`]),
+    /// e.g. an LLM recipe: it still returns the `[n, K]` test scores, evaluated by the loop.
+    External {
+        /// Whether it learns (and so runs once per seed); otherwise it runs once.
+        trained: bool,
+    },
 }
 
 /// One row of a table.
@@ -202,6 +208,8 @@ pub struct System {
     pub role: Role,
     /// How it predicts.
     pub kind: SystemKind,
+    /// Run at most this many of the loop's seeds (e.g. ablation rows at a CPU preset).
+    pub max_seeds: Option<usize>,
 }
 
 impl System {
@@ -211,6 +219,7 @@ impl System {
             name: name.into(),
             role: Role::Baseline,
             kind,
+            max_seeds: None,
         }
     }
 
@@ -220,12 +229,22 @@ impl System {
             name: name.into(),
             role: Role::Method,
             kind,
+            max_seeds: None,
         }
+    }
+
+    /// Limits the row to the first `n` seeds.
+    pub fn seeds(mut self, n: usize) -> Self {
+        self.max_seeds = Some(n);
+        self
     }
 
     /// Whether the system learns (and so differs across seeds).
     pub fn is_trained(&self) -> bool {
-        matches!(self.kind, SystemKind::Neural { .. })
+        matches!(
+            self.kind,
+            SystemKind::Neural { .. } | SystemKind::External { trained: true }
+        )
     }
 
     /// Checks the row's config against the task's data shape.
@@ -261,7 +280,13 @@ pub struct LoopOptions<'a> {
     pub resume: bool,
     /// Where models live.
     pub device: Device,
+    /// Trains (when needed) and scores an [`SystemKind::External`] row: `(row, seed)` → the
+    /// `[n, K]` scores of the task's test samples. Required when the table has such rows.
+    pub external: Option<&'a ExternalFn<'a>>,
 }
+
+/// What [`LoopOptions::external`] calls: `(row, seed)` → test scores.
+pub type ExternalFn<'a> = dyn Fn(&System, u64) -> Result<behavior_models::Scores> + 'a;
 
 /// Everything the loop produced, per row name.
 #[derive(Default)]
@@ -296,7 +321,9 @@ fn count_predictor(task: &Task, kind: &SystemKind) -> Result<Box<dyn Predictor>>
         SystemKind::Markov { alpha } => {
             Box::new(Markov::fit_windows(&task.fit_windows, task.k, *alpha)?)
         }
-        SystemKind::Neural { .. } => unreachable!("neural rows are trained"),
+        SystemKind::Neural { .. } | SystemKind::External { .. } => {
+            unreachable!("neural and external rows are not count baselines")
+        }
     })
 }
 
@@ -321,9 +348,29 @@ pub fn run_systems(
         out.roles.insert(s.name.clone(), s.role);
     }
     let n_seeds = opts.seeds.len();
+    let external = |s: &System, seed: u64| -> Result<behavior_models::Scores> {
+        let f = opts
+            .external
+            .with_context(|| format!("{}: an external row needs LoopOptions::external", s.name))?;
+        let scores = f(s, seed).with_context(|| format!("{} (seed {seed})", s.name))?;
+        ensure!(
+            scores.n == task.test.host.n && scores.k == task.k,
+            "{}: scores are [{}, {}], the test set needs [{}, {}]",
+            s.name,
+            scores.n,
+            scores.k,
+            task.test.host.n,
+            task.k
+        );
+        Ok(scores)
+    };
     for s in systems.iter().filter(|s| !s.is_trained()) {
-        let p = count_predictor(task, &s.kind)?;
-        let scores = p.score(&task.test.host)?;
+        let scores = if let SystemKind::External { .. } = s.kind {
+            external(s, opts.seeds[0])?
+        } else {
+            count_predictor(task, &s.kind)?.score(&task.test.host)?
+        };
+        let n_seeds = s.max_seeds.map_or(n_seeds, |m| m.min(n_seeds));
         let e = task.evaluate(&scores.values, &task.test.host)?;
         out.evals.insert(s.name.clone(), vec![e; n_seeds]);
         out.predictions.insert(
@@ -333,6 +380,25 @@ pub fn run_systems(
     }
     for (si, &seed) in opts.seeds.iter().enumerate() {
         for s in systems {
+            if s.max_seeds.is_some_and(|m| si >= m) {
+                continue;
+            }
+            if let SystemKind::External { trained: true } = s.kind {
+                let scores = external(s, seed)?;
+                let e = task.evaluate(&scores.values, &task.test.host)?;
+                tracing::info!(
+                    "{} seed {seed}: test R_w {:.4} R_m {:.4}",
+                    s.name,
+                    e.metric("R_w").unwrap_or(f64::NAN),
+                    e.metric("R_m").unwrap_or(f64::NAN)
+                );
+                out.evals.entry(s.name.clone()).or_default().push(e);
+                out.predictions
+                    .entry(s.name.clone())
+                    .or_default()
+                    .push(top1_of(&scores.values, scores.n, task.k)?);
+                continue;
+            }
             let SystemKind::Neural { model, loss } = &s.kind else {
                 continue;
             };

@@ -35,6 +35,7 @@ pub mod simulator;
 pub mod skip;
 pub mod split;
 pub mod stats;
+pub mod verbalise;
 pub mod vocab;
 
 pub use dataset::{ContextColumn, Dataset, LoadOptions, LoadReport, Strictness};
@@ -42,4 +43,5 @@ pub use error::{Error, Result};
 pub use event::{Event, EventLog, EventLogBuilder};
 pub use split::{Split, SplitConfig, SplitMode};
 pub use stats::{AnchorTail, LongTailStats};
+pub use verbalise::{Prompt, TokenCounter, Verbaliser, VerbaliserConfig};
 pub use vocab::{Vocab, MASK, NUM_RESERVED, PAD, UNK};

@@ -54,6 +54,7 @@ pub mod error;
 pub mod evaluate;
 pub mod generation;
 mod input;
+pub mod pca;
 pub mod plot;
 pub mod ranking;
 pub mod report;

@@ -651,3 +651,88 @@ pub fn scaling_law(
         },
     )
 }
+
+// ---------------------------------------------------------------------------------------------
+
+struct ScatterGroups {
+    title: String,
+    points: Vec<(f64, f64, bool)>,
+    names: (String, String),
+}
+
+impl Figure for ScatterGroups {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let (mut x0, mut x1, mut y0, mut y1) = (f64::MAX, f64::MIN, f64::MAX, f64::MIN);
+        for p in &self.points {
+            x0 = x0.min(p.0);
+            x1 = x1.max(p.0);
+            y0 = y0.min(p.1);
+            y1 = y1.max(p.1);
+        }
+        let pad = |a: f64, b: f64| ((b - a).abs() * 0.08).max(1e-6);
+        let (px, py) = (pad(x0, x1), pad(y0, y1));
+        let mut chart = ChartBuilder::on(root)
+            .caption(&self.title, (FONT, 24))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(60)
+            .build_cartesian_2d(x0 - px..x1 + px, y0 - py..y1 + py)?;
+        chart
+            .configure_mesh()
+            .x_desc("component 1")
+            .y_desc("component 2")
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 16))
+            .draw()?;
+        for (i, (flag, name)) in [(true, &self.names.0), (false, &self.names.1)]
+            .into_iter()
+            .enumerate()
+        {
+            let c = color(i);
+            chart
+                .draw_series(
+                    self.points
+                        .iter()
+                        .filter(|p| p.2 == flag)
+                        .map(|p| Circle::new((p.0, p.1), 4, c.mix(0.7).filled())),
+                )?
+                .label(name.clone())
+                .legend(move |(x, y)| Circle::new((x + 7, y), 4, c.filled()));
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        Ok(())
+    }
+}
+
+/// A scatter plot of `(x, y, in_first_group)` points in two colours, named `names.0` (flag
+/// true) and `names.1` in the legend (e.g. a PCA of behaviour embeddings, anchor vs tail).
+pub fn scatter_groups(
+    path: &Path,
+    title: &str,
+    points: &[(f64, f64, bool)],
+    names: (&str, &str),
+) -> Result<()> {
+    if points.is_empty() {
+        return Err(Error::Empty("scatter plot: no points".into()));
+    }
+    if let Some(i) = points
+        .iter()
+        .position(|p| !p.0.is_finite() || !p.1.is_finite())
+    {
+        return Err(Error::InvalidArgument(format!(
+            "scatter plot: point {i} is not finite"
+        )));
+    }
+    render(
+        path,
+        &ScatterGroups {
+            title: title.to_string(),
+            points: points.to_vec(),
+            names: (names.0.to_string(), names.1.to_string()),
+        },
+    )
+}

@@ -19,7 +19,7 @@
 
 use crate::layers::{
     attention_mask, Block, BlockConfig, Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig,
-    Linear, LinearConfig, SeqBatch, SequenceModel,
+    Linear, LinearConfig, MaskedEventModel, SeqBatch, SequenceModel, MASK_ID,
 };
 use crate::{Error, Result};
 use serde::{Deserialize, Serialize};
@@ -313,7 +313,15 @@ impl MlpHead {
     /// # Shapes
     /// `xs: [B, L, d]` → `[B, L, K]` (`f32`).
     pub fn forward(&self, xs: &Tensor) -> Result<Tensor> {
-        let h = self.fc.forward(&self.ln.forward(xs)?)?.f_gelu("none")?;
+        self.forward_normed(&self.ln.forward(xs)?)
+    }
+
+    /// The head after its layer norm (for callers that reuse `ln(xs)`).
+    ///
+    /// # Shapes
+    /// `normed: [B, L, d]` → `[B, L, K]` (`f32`).
+    pub fn forward_normed(&self, normed: &Tensor) -> Result<Tensor> {
+        let h = self.fc.forward(normed)?.f_gelu("none")?;
         Ok(self.out.forward(&h)?.f_to_kind(Kind::Float)?)
     }
 }
@@ -404,6 +412,35 @@ impl SequenceModel for BehaveGpt {
     }
     fn set_compute_kind(&self, kind: Kind) {
         self.compute.set(kind);
+    }
+}
+
+/// Masked-event modelling with a tied read-out: the reconstruction logits of position `i` are
+/// its final hidden state (after the head's layer norm) times the behaviour input table,
+/// `LN(h_i) · E_bᵀ`, so the auxiliary task adds no parameters (as BERT's tied MLM decoder).
+/// Needs `input_offset ≥ 2` (a MASK row in the table).
+impl MaskedEventModel for BehaveGpt {
+    fn input_offset(&self) -> i64 {
+        self.cfg.input_offset
+    }
+
+    /// # Shapes
+    /// batch fields `[B, L]` → (`[B, L, K]`, `[B, L, K + input_offset]`), both `f32`.
+    fn logits_and_reconstruction(&self, batch: &SeqBatch, train: bool) -> Result<(Tensor, Tensor)> {
+        if self.cfg.input_offset <= MASK_ID {
+            return Err(Error::Config(format!(
+                "masked-event modelling needs behavegpt.input_offset >= {} (a MASK input id), got {}",
+                MASK_ID + 1,
+                self.cfg.input_offset
+            )));
+        }
+        let normed = self.head.ln.forward(&self.hidden_t(batch, train)?)?;
+        let logits = self.head.forward_normed(&normed)?;
+        let table = self.embeddings.behaviour.weight.f_to_kind(normed.kind())?;
+        let rec = normed
+            .f_matmul(&table.f_transpose(0, 1)?)?
+            .f_to_kind(Kind::Float)?;
+        Ok((logits, rec))
     }
 }
 

@@ -37,6 +37,10 @@ pub enum Error {
         arch: String,
         supported: String,
     },
+    /// Data that cannot be used (from `behavior-data`: a verbaliser refusing a data set, a bad
+    /// prompt budget).
+    #[error(transparent)]
+    Data(#[from] behavior_data::Error),
     /// A device string that is not `auto`, `cpu`, `cuda` or `cuda:N`, or a CUDA device that is absent.
     #[error("device {0:?}: {1}")]
     Device(String, String),

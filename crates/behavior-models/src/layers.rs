@@ -130,6 +130,35 @@ pub trait SequenceModel {
     fn set_compute_kind(&self, _kind: Kind) {}
 }
 
+/// The behaviour MASK id (`behavior_data::vocab::MASK`): the input written at masked positions.
+pub const MASK_ID: i64 = behavior_data::vocab::MASK as i64;
+
+/// A sequence model that can also *reconstruct* the behaviour at each position from that
+/// position's own output state: masked-event modelling, PITuning's auxiliary objective and an
+/// auxiliary pre-training task for BehaveGPT (driven by `behavior_train`'s `MaskedEvents`).
+///
+/// The behaviour inputs must be token ids (`input_offset ≥ 2`, so [`PAD_ID`] and [`MASK_ID`] are
+/// reserved rows of the input table): ids below `input_offset` are never masked and never
+/// reconstruction targets.
+pub trait MaskedEventModel: SequenceModel {
+    /// Number of reserved input ids (PAD, MASK, UNK …); behaviour class `c` is input id
+    /// `c + input_offset`.
+    fn input_offset(&self) -> i64;
+
+    /// The input id written at masked positions.
+    fn mask_id(&self) -> i64 {
+        MASK_ID
+    }
+
+    /// Next-behaviour logits and reconstruction logits from one forward pass. Reconstruction
+    /// logits are over input ids (`V = K + input_offset`): row `[b, i]` scores which input id
+    /// was at position `i` (its own input may be [`MASK_ID`]).
+    ///
+    /// # Shapes
+    /// batch fields `[B, L]` → (`[B, L, K]`, `[B, L, V]`), both `f32`.
+    fn logits_and_reconstruction(&self, batch: &SeqBatch, train: bool) -> Result<(Tensor, Tensor)>;
+}
+
 /// Sizes and initialisation of a [`Linear`] layer.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

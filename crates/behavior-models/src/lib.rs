@@ -16,7 +16,7 @@ pub mod zoo;
 
 pub use device::{parse_device, DeviceSpec};
 pub use error::{Error, Result};
-pub use layers::{SeqBatch, SequenceModel};
+pub use layers::{MaskedEventModel, SeqBatch, SequenceModel, MASK_ID};
 pub use predictor::{Neural, Predictor, Scores};
 
 /// The libtorch version this crate was built against (read from the libtorch folder at build time).

@@ -20,6 +20,7 @@
 //! # Ok::<(), behavior_train::Error>(())
 //! ```
 
+pub mod behaviorlm;
 pub mod checkpoint;
 pub mod error;
 pub mod loss;
@@ -29,7 +30,10 @@ pub mod trainer;
 
 pub use error::{Error, Result};
 pub use loss::{Loss, LossConfig};
-pub use objective::{Batches, Distill, Objective, Sft, SftData, TeacherData, Unlearn};
+pub use objective::{
+    mask_events, Batches, Distill, MaskedEvents, Objective, PackedSftData, Sft, SftData,
+    TeacherData, Unlearn,
+};
 pub use optim::{AdamW, AdamWConfig};
 pub use trainer::{
     fit, score_last, EarlyStop, FitOptions, Mode, ParamSelect, TrainConfig, TrainSummary,

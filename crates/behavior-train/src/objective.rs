@@ -10,6 +10,9 @@
 //! * [`Distill`] (temperature knowledge distillation + CE toward a teacher's logits) and
 //!   [`Unlearn`] (distil on a retain set, push away on a forget set, capped) are the objectives of
 //!   population-to-individual tuning; both read the teacher's logits from a [`TeacherBatch`].
+//! * [`MaskedEvents`] is masked-event reconstruction on top of a class loss: a fraction of the
+//!   real behaviour inputs is replaced by MASK ([`mask_events`]) and a
+//!   [`MaskedEventModel`] predicts them back, `loss = main + α · reconstruction`.
 //!
 //! A new method implements [`Objective`] (and, when its data is not one of these, [`Batches`])
 //! and gets every trainer feature: AdamW state in checkpoints, schedule, clipping, accumulation,
@@ -17,8 +20,11 @@
 
 use crate::loss::Loss;
 use crate::{Error, Result};
-use behavior_models::llm::{collate, sft_loss_weighted, LlamaForCausalLM, SftBatch, SftExample};
-use behavior_models::{SeqBatch, SequenceModel};
+use behavior_models::llm::{
+    collate, collate_packed, sft_loss_weighted, LlamaForCausalLM, PackedExample, SftBatch,
+    SftExample,
+};
+use behavior_models::{MaskedEventModel, SeqBatch, SequenceModel};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -83,6 +89,12 @@ pub trait Batches {
     /// The micro-batch made of items `host` (the same indices as `device`, an `Int64 [b]`
     /// tensor already on [`Batches::device`]; use whichever is cheaper).
     fn batch(&self, host: &[i64], device: &Tensor) -> Result<Self::Batch>;
+
+    /// How many input tokens the micro-batch `host` holds (padding excluded), for the trainer's
+    /// tokens/s figures; 0 (the default) for sources where tokens mean nothing.
+    fn tokens(&self, _host: &[i64]) -> u64 {
+        0
+    }
 }
 
 impl Batches for SeqBatch {
@@ -190,7 +202,8 @@ impl SftData {
 pub struct WeightedSftBatch {
     /// Padded ids, mask and labels.
     pub batch: SftBatch,
-    /// `[B]` f32 example weights on the batch's device.
+    /// `f32` weights on the batch's device: `[B]` per example ([`SftData`]) or `[B, L]` per
+    /// label position ([`PackedSftData`]).
     pub weights: Tensor,
 }
 
@@ -209,6 +222,47 @@ impl Batches for SftData {
             batch: collate(&refs, self.pad_id, self.device)?,
             weights: Tensor::f_from_slice(&w)?.f_to_device(self.device)?,
         })
+    }
+    fn tokens(&self, host: &[i64]) -> u64 {
+        host.iter()
+            .map(|&i| {
+                self.examples
+                    .get(i as usize)
+                    .map_or(0, |e| e.len() as u64)
+            })
+            .sum()
+    }
+}
+
+/// Packed SFT sequences (a user's log as one sequence, loss on every span with a positive
+/// weight), collated on demand with per-token weights; trained by [`Sft`] like [`SftData`].
+#[derive(Debug, Clone)]
+pub struct PackedSftData {
+    /// The sequences.
+    pub examples: Vec<PackedExample>,
+    /// Padding token id.
+    pub pad_id: i64,
+    /// Where batches are built.
+    pub device: Device,
+}
+
+impl Batches for PackedSftData {
+    type Batch = WeightedSftBatch;
+    fn len(&self) -> i64 {
+        self.examples.len() as i64
+    }
+    fn device(&self) -> Device {
+        self.device
+    }
+    fn batch(&self, host: &[i64], _device: &Tensor) -> Result<WeightedSftBatch> {
+        let refs: Vec<&PackedExample> = host.iter().map(|&i| &self.examples[i as usize]).collect();
+        let (batch, weights) = collate_packed(&refs, self.pad_id, self.device)?;
+        Ok(WeightedSftBatch { batch, weights })
+    }
+    fn tokens(&self, host: &[i64]) -> u64 {
+        host.iter()
+            .map(|&i| self.examples.get(i as usize).map_or(0, |e| e.len() as u64))
+            .sum()
     }
 }
 
@@ -430,6 +484,145 @@ impl<M: SequenceModel + ?Sized> Objective<M, TeacherBatch> for Unlearn {
     }
 }
 
+/// Replaces a fraction `p` of the real behaviour inputs (ids `≥ input_offset`; PAD and the other
+/// reserved ids never) by `mask_id`, each position independently (Bernoulli(`p`) from libtorch's
+/// global generator, which [`crate::fit`] seeds per step, so runs are reproducible).
+///
+/// # Shapes
+/// `behaviour: [B, L]` (`Int64`) → (masked ids `[B, L]`, `Bool [B, L]` true where masked).
+pub fn mask_events(
+    behaviour: &Tensor,
+    input_offset: i64,
+    p: f64,
+    mask_id: i64,
+) -> Result<(Tensor, Tensor)> {
+    if !(0.0..=1.0).contains(&p) {
+        return Err(Error::Config(format!("p_mask must be in [0, 1], got {p}")));
+    }
+    let real = behaviour.f_ge(input_offset)?;
+    let draw = Tensor::f_rand(behaviour.size(), (Kind::Float, behaviour.device()))?.f_lt(p)?;
+    let masked = real.f_logical_and(&draw)?;
+    let ids = behaviour.f_where_scalarother(&masked.f_logical_not()?, mask_id)?;
+    Ok((ids, masked))
+}
+
+/// Masked-event reconstruction as an auxiliary task (BERT's masked LM over events; PITuning's
+/// `L_rec`): each step masks a fraction `p_mask` of the real behaviour inputs ([`mask_events`]),
+/// runs the model once on the masked batch, and minimises
+/// `main(next-behaviour logits, targets) + α · CE(reconstruction logits, original ids)`, the
+/// reconstruction term a mean over the masked positions (0 when a batch has none). `main` is any
+/// class [`Loss`] (CE, focal, DRO …), computed on the masked input, so the model learns the main
+/// task from partly hidden histories. Both parts are logged (`main_loss`, `rec_loss`).
+#[derive(Debug)]
+pub struct MaskedEvents {
+    /// The next-behaviour (or intent) loss.
+    pub main: Loss,
+    /// Fraction of real events masked per step, in `[0, 1]`.
+    pub p_mask: f64,
+    /// Weight α ≥ 0 of the reconstruction term.
+    pub alpha: f64,
+    last: Option<(Tensor, Tensor)>,
+}
+
+impl MaskedEvents {
+    /// Checks `p_mask ∈ [0, 1]` and `α ≥ 0`.
+    pub fn new(main: Loss, p_mask: f64, alpha: f64) -> Result<Self> {
+        if !(0.0..=1.0).contains(&p_mask) {
+            return Err(Error::Config(format!(
+                "masked_events.p_mask must be in [0, 1], got {p_mask}"
+            )));
+        }
+        if !(alpha >= 0.0 && alpha.is_finite()) {
+            return Err(Error::Config(format!(
+                "masked_events.alpha must be >= 0, got {alpha}"
+            )));
+        }
+        Ok(Self {
+            main,
+            p_mask,
+            alpha,
+            last: None,
+        })
+    }
+
+    /// The reconstruction cross-entropy of `rec` (`[B, L, V]`) against the original ids at the
+    /// masked positions, a mean over them (0 when none is masked).
+    ///
+    /// # Shapes
+    /// `rec: [B, L, V]`, `original, masked: [B, L]` → scalar.
+    pub fn reconstruction_loss(rec: &Tensor, original: &Tensor, masked: &Tensor) -> Result<Tensor> {
+        let v = rec.size().last().copied().unwrap_or(0);
+        let y = original.f_where_scalarother(masked, -1)?.f_reshape([-1])?;
+        let ce = rec.f_reshape([-1, v])?.f_cross_entropy_loss::<Tensor>(
+            &y.f_clamp_min(0)?,
+            None,
+            Reduction::None,
+            -100,
+            0.0,
+        )?;
+        let w = masked.f_reshape([-1])?.f_to_kind(Kind::Float)?;
+        let n = w.f_sum(Kind::Float)?.f_clamp_min(1.0)?;
+        Ok((ce * &w).f_sum(Kind::Float)? / n)
+    }
+}
+
+impl<M: MaskedEventModel + ?Sized> Objective<M, SeqBatch> for MaskedEvents {
+    fn loss(&mut self, model: &M, batch: &SeqBatch, train: bool) -> Result<Tensor> {
+        let (ids, masked) = mask_events(
+            &batch.behaviour,
+            model.input_offset(),
+            self.p_mask,
+            model.mask_id(),
+        )?;
+        let input = SeqBatch {
+            weekday: batch.weekday.shallow_clone(),
+            slot: batch.slot.shallow_clone(),
+            loc: batch.loc.shallow_clone(),
+            behaviour: ids,
+            target: batch.target.shallow_clone(),
+        };
+        let (logits, rec) = model.logits_and_reconstruction(&input, train)?;
+        let k = logits.size().last().copied().unwrap_or(0);
+        let main = self.main.compute(
+            &logits.f_reshape([-1, k])?,
+            &batch.target.f_reshape([-1])?,
+            train,
+        )?;
+        let rec = Self::reconstruction_loss(&rec, &batch.behaviour, &masked)?;
+        let loss = &main + &rec * self.alpha;
+        if train {
+            self.last = Some((main.f_detach()?, rec.f_detach()?));
+        }
+        Ok(loss)
+    }
+    fn state(&self) -> Vec<(String, Tensor)> {
+        self.main.state()
+    }
+    fn load_state(&mut self, named: &[(String, Tensor)]) -> Result<()> {
+        self.main.load_state(named)
+    }
+    fn log_fields(&mut self) -> Result<BTreeMap<String, serde_json::Value>> {
+        let mut m = BTreeMap::new();
+        if let Some((a, r)) = &self.last {
+            m.insert(
+                "main_loss".into(),
+                serde_json::json!(a.f_double_value(&[])?),
+            );
+            m.insert("rec_loss".into(), serde_json::json!(r.f_double_value(&[])?));
+        }
+        if let Some(w) = self.main.class_weights()? {
+            m.insert("class_weights".into(), serde_json::json!(w));
+        }
+        Ok(m)
+    }
+    fn class_weights(&self) -> Result<Option<Vec<f32>>> {
+        self.main.class_weights()
+    }
+    fn set_compute_kind(&self, model: &M, kind: Kind) {
+        model.set_compute_kind(kind)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -456,6 +649,53 @@ mod tests {
         let y1 = Tensor::from_slice(&[0i64, -1]);
         let one = kd_loss(&s, &t, &y1, 2.0, 1.0)?.double_value(&[]);
         assert!((one - 4.0 * kl([1.0, 2.0, 0.5])).abs() < 1e-5);
+        Ok(())
+    }
+
+    #[test]
+    fn mask_events_masks_only_real_events_at_about_the_asked_rate() -> Result<()> {
+        tch::manual_seed(7);
+        // 3 reserved ids; row 0 left-padded, ids 0/1/2 never masked.
+        let mut ids = vec![0i64; 20];
+        ids.extend((0..20_000).map(|i| 3 + i % 50));
+        ids.extend([1, 2, 0, 1]);
+        let b = Tensor::from_slice(&ids).view([1, -1]);
+        let (out, masked) = mask_events(&b, 3, 0.15, 1)?;
+        let m = Vec::<bool>::try_from(masked.view([-1]))?;
+        let o = Vec::<i64>::try_from(out.view([-1]))?;
+        for (i, (&id, &mk)) in ids.iter().zip(&m).enumerate() {
+            if id < 3 {
+                assert!(!mk, "reserved id {id} at {i} was masked");
+                assert_eq!(o[i], id);
+            } else if mk {
+                assert_eq!(o[i], 1);
+            } else {
+                assert_eq!(o[i], id);
+            }
+        }
+        let rate = m.iter().filter(|&&x| x).count() as f64 / 20_000.0;
+        // Binomial(20000, 0.15): sd ≈ 0.0025.
+        assert!((rate - 0.15).abs() < 0.0125, "rate {rate}");
+        let (_, none) = mask_events(&b, 3, 0.0, 1)?;
+        assert_eq!(none.sum(Kind::Int64).int64_value(&[]), 0);
+        let (_, all) = mask_events(&b, 3, 1.0, 1)?;
+        assert_eq!(all.sum(Kind::Int64).int64_value(&[]), 20_000);
+        assert!(mask_events(&b, 3, 1.5, 1).is_err());
+        Ok(())
+    }
+
+    #[test]
+    fn reconstruction_loss_is_the_mean_ce_over_masked_positions_only() -> Result<()> {
+        // V = 3; position 0 masked (true id 2), position 1 not masked (its logits must not count).
+        let rec = Tensor::from_slice(&[0.0f32, 0.0, 2.0, 9.0, -9.0, 0.0]).view([1, 2, 3]);
+        let orig = Tensor::from_slice(&[2i64, 1]).view([1, 2]);
+        let masked = Tensor::from_slice(&[true, false]).view([1, 2]);
+        let got = MaskedEvents::reconstruction_loss(&rec, &orig, &masked)?.double_value(&[]);
+        let want = -(2.0f64 - (1.0f64 + 1.0 + 2f64.exp()).ln());
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        let none = Tensor::from_slice(&[false, false]).view([1, 2]);
+        let zero = MaskedEvents::reconstruction_loss(&rec, &orig, &none)?.double_value(&[]);
+        assert_eq!(zero, 0.0);
         Ok(())
     }
 }

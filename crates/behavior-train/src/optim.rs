@@ -153,15 +153,58 @@ impl AdamW {
         }
     }
 
+    /// The optimized variables, in the optimizer's (name) order: what [`AdamW::backward`]
+    /// differentiates with respect to.
+    pub fn vars(&self) -> Vec<Tensor> {
+        self.params.iter().map(|p| p.var.shallow_clone()).collect()
+    }
+
+    /// The gradients of `loss` with respect to the optimized variables, computed fresh
+    /// (`torch.autograd.grad`: nothing is accumulated into the variables' `.grad`, so no zeroing
+    /// pass is needed and only the part of the graph that leads to these variables runs). A
+    /// variable the loss does not depend on gets an undefined tensor.
+    pub fn backward(&self, loss: &Tensor) -> Result<Vec<Tensor>> {
+        // Frozen variables (selected with `ParamSelect::All`) cannot be differentiated against.
+        let live: Vec<usize> = (0..self.params.len())
+            .filter(|&i| self.params[i].var.requires_grad())
+            .collect();
+        let vars: Vec<&Tensor> = live.iter().map(|&i| &self.params[i].var).collect();
+        let got = Tensor::f_run_backward(&[loss], &vars, false, false)?;
+        let mut out: Vec<Tensor> = (0..self.params.len()).map(|_| Tensor::new()).collect();
+        for (i, g) in live.into_iter().zip(got) {
+            out[i] = g;
+        }
+        Ok(out)
+    }
+
+    /// Adds `more` into `acc` (gradient accumulation over micro-batches; undefined entries are
+    /// "zero").
+    pub fn accumulate(acc: &mut [Tensor], more: Vec<Tensor>) -> Result<()> {
+        for (a, b) in acc.iter_mut().zip(more) {
+            if !b.defined() {
+                continue;
+            }
+            if a.defined() {
+                let _ = a.f_add_(&b)?;
+            } else {
+                *a = b;
+            }
+        }
+        Ok(())
+    }
+
     /// Scales gradients so their global L2 norm is at most `max_norm` (when `max_norm > 0`) and
     /// returns the norm before clipping, as a scalar tensor on the device (no host round trip).
+    /// Reads the variables' `.grad` (after `loss.backward()`); [`AdamW::clip`] takes explicit
+    /// gradients.
     pub fn clip_grad_norm(&mut self, max_norm: f64) -> Result<Tensor> {
-        let grads: Vec<Tensor> = self
-            .params
-            .iter()
-            .map(|p| p.var.grad())
-            .filter(|g| g.defined())
-            .collect();
+        let grads: Vec<Tensor> = self.params.iter().map(|p| p.var.grad()).collect();
+        Self::clip(&grads, max_norm)
+    }
+
+    /// [`AdamW::clip_grad_norm`] over explicit gradients (scaled in place; undefined ones skipped).
+    pub fn clip(grads: &[Tensor], max_norm: f64) -> Result<Tensor> {
+        let grads: Vec<&Tensor> = grads.iter().filter(|g| g.defined()).collect();
         if grads.is_empty() {
             return Ok(Tensor::from(0f32));
         }
@@ -183,24 +226,37 @@ impl AdamW {
         Ok(norm)
     }
 
-    /// One AdamW update with learning rate `lr`.
+    /// One AdamW update with learning rate `lr` from the variables' `.grad`.
     pub fn step(&mut self, lr: f64) -> Result<()> {
+        let grads: Vec<Tensor> = self.params.iter().map(|p| p.var.grad()).collect();
+        self.step_with(&grads, lr)
+    }
+
+    /// One AdamW update with learning rate `lr` from explicit gradients, one per variable in
+    /// [`AdamW::vars`] order (undefined = no gradient: the variable is left alone).
+    pub fn step_with(&mut self, grads: &[Tensor], lr: f64) -> Result<()> {
+        if grads.len() != self.params.len() {
+            return Err(Error::Config(format!(
+                "AdamW::step_with: {} gradients for {} variables",
+                grads.len(),
+                self.params.len()
+            )));
+        }
         self.step += 1;
         let c = &self.cfg;
         let bc1 = 1.0 - c.beta1.powi(self.step as i32);
         let bc2_sqrt = (1.0 - c.beta2.powi(self.step as i32)).sqrt();
         tch::no_grad(|| -> Result<()> {
-            for p in &mut self.params {
-                let g = p.var.grad();
+            for (p, g) in self.params.iter_mut().zip(grads) {
                 if !g.defined() {
                     continue;
                 }
                 // In place, two temporaries per parameter (as torch's single-tensor AdamW):
                 // m ← m + (1-β₁)(g - m); v ← β₂v + g·(1-β₂)g.
-                let _ = p.m.f_lerp_(&g, 1.0 - c.beta1)?;
+                let _ = p.m.f_lerp_(g, 1.0 - c.beta1)?;
                 let _ =
                     p.v.f_mul_scalar_(c.beta2)?
-                        .f_addcmul_(&g, &(&g * (1.0 - c.beta2)))?;
+                        .f_addcmul_(g, &(g * (1.0 - c.beta2)))?;
                 if p.decay && c.weight_decay > 0.0 {
                     let _ = p.var.f_mul_scalar_(1.0 - lr * c.weight_decay)?;
                 }
@@ -287,6 +343,49 @@ mod tests {
     }
 
     /// Our AdamW and tch's (libtorch's) AdamW agree step by step on the same problem.
+    #[test]
+    fn fresh_gradients_equal_accumulated_ones_and_skip_frozen_or_unused_variables() -> Result<()> {
+        tch::manual_seed(5);
+        let vs = VarStore::new(Device::Cpu);
+        let w = vs.root().f_var(
+            "w",
+            &[4, 3],
+            tch::nn::Init::Randn {
+                mean: 0.,
+                stdev: 1.,
+            },
+        )?;
+        let unused = vs.root().f_var("unused", &[2], tch::nn::Init::Const(1.0))?;
+        let mut frozen = vs.root().f_var("frozen", &[2], tch::nn::Init::Const(1.0))?;
+        let _ = frozen.f_requires_grad_(false)?;
+        let named: Vec<(String, Tensor)> = vs.variables().into_iter().collect();
+        let mut opt = AdamW::over(named, &AdamWConfig::default(), |_, _| true)?;
+        let x = Tensor::randn([8, 4], (Kind::Float, Device::Cpu));
+        let loss = |x: &Tensor| x.matmul(&w).sin().sum(Kind::Float);
+        // Two micro-batches: fresh gradients summed = `.grad` accumulated by two backward calls.
+        let (x1, x2) = (x.narrow(0, 0, 4), x.narrow(0, 4, 4));
+        let mut g = opt.backward(&loss(&x1))?;
+        AdamW::accumulate(&mut g, opt.backward(&loss(&x2))?)?;
+        opt.zero_grad();
+        loss(&x1).backward();
+        loss(&x2).backward();
+        let names: Vec<String> = {
+            let mut n: Vec<String> = vs.variables().into_keys().collect();
+            n.sort();
+            n
+        };
+        assert_eq!(names, ["frozen", "unused", "w"]);
+        assert!(!g[0].defined(), "frozen: no gradient");
+        assert!(!g[1].defined(), "unused: no gradient");
+        assert!(g[2].equal(&w.grad()), "fresh + fresh = accumulated");
+        assert!(!unused.grad().defined(), "backward() leaves .grad alone");
+        // A step from fresh gradients leaves the unused and frozen variables untouched.
+        opt.step_with(&g, 1e-2)?;
+        assert!(unused.equal(&Tensor::ones([2], (Kind::Float, Device::Cpu))));
+        assert!(opt.step_with(&g[..1], 1e-2).is_err());
+        Ok(())
+    }
+
     #[test]
     fn matches_libtorch_adamw() -> Result<()> {
         let run = |ours: bool| -> Result<Tensor> {

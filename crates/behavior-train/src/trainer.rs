@@ -255,6 +255,15 @@ pub struct TrainSummary {
     pub class_weights: Option<Vec<f32>>,
     /// Wall-clock seconds.
     pub seconds: f64,
+    /// Host wall-clock seconds of each optimizer step of this call (batch, forward, loss,
+    /// backward, clipping, AdamW, logging bookkeeping; evaluation and checkpoints excluded). On
+    /// CUDA kernels run asynchronously, so only the sum over a call that ends in a read-back is a
+    /// device time. Not serialised.
+    #[serde(skip)]
+    pub step_seconds: Vec<f64>,
+    /// Input tokens this call trained on (padding excluded; 0 for sources that do not count
+    /// tokens, see `Batches::tokens`).
+    pub tokens: u64,
 }
 
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
@@ -452,12 +461,15 @@ where
     let mut host_order = epoch_order(cfg.seed, state.epoch, n);
     let mut order = Tensor::from_slice(&host_order).to_device(device);
     let mut early_stopped = false;
+    // Input tokens this call trained on (sources that count them; 0 otherwise).
+    let mut tokens: u64 = 0;
 
     // Reads pending per-step losses back (one copy) and fails on the first non-finite one.
     let flush = |pending: &mut Vec<(u64, f64, Tensor, Tensor)>,
                  state: &mut TrainState,
                  log: &mut MetricsLog,
-                 objective: &mut O|
+                 objective: &mut O,
+                 tokens: (u64, f64)|
      -> Result<()> {
         if pending.is_empty() {
             return Ok(());
@@ -498,6 +510,13 @@ where
             for (k, v) in objective.log_fields()? {
                 obj.insert(k, v);
             }
+            if tokens.0 > 0 {
+                obj.insert("tokens".into(), serde_json::json!(tokens.0));
+                obj.insert(
+                    "tokens_per_s".into(),
+                    serde_json::json!(tokens.0 as f64 / tokens.1.max(1e-9)),
+                );
+            }
         }
         log.line(line)?;
         state.curve.push(point);
@@ -505,7 +524,9 @@ where
         Ok(())
     };
 
+    let mut step_seconds = Vec::new();
     while state.step < total {
+        let t_step = std::time::Instant::now();
         if let Some(k) = opts.stop_after {
             if state.step >= k {
                 break;
@@ -518,7 +539,9 @@ where
             cfg.lr,
             cfg.min_lr_ratio,
         );
-        opt.zero_grad();
+        // Gradients are computed fresh each step (no `.grad` to zero, like PyTorch's
+        // `zero_grad(set_to_none=True)`) and summed over the micro-batches.
+        let mut grads: Vec<Tensor> = Vec::new();
         let mut step_loss = Tensor::f_zeros([], (Kind::Float, device))?;
         for micro in 0..cfg.grad_accum {
             if state.cursor >= micro_per_epoch {
@@ -529,6 +552,7 @@ where
             }
             let start = (state.cursor * cfg.batch_size as u64) as i64;
             let len = cfg.batch_size.min(n - start);
+            tokens += data.tokens(&host_order[start as usize..(start + len) as usize]);
             let batch = data.batch(
                 &host_order[start as usize..(start + len) as usize],
                 &order.f_narrow(0, start, len)?,
@@ -537,11 +561,17 @@ where
             tch::manual_seed(mix(cfg.seed, state.step + 1, micro) as i64 & i64::MAX);
             let l = objective.loss(model, &batch, true)?;
             let l = l / cfg.grad_accum as f64;
-            l.f_backward()?;
+            let g = opt.backward(&l)?;
+            if grads.is_empty() {
+                grads = g;
+            } else {
+                AdamW::accumulate(&mut grads, g)?;
+            }
             step_loss += l.f_detach()?;
         }
-        let gnorm = opt.clip_grad_norm(cfg.clip_norm)?;
-        opt.step(lr)?;
+        let gnorm = AdamW::clip(&grads, cfg.clip_norm)?;
+        opt.step_with(&grads, lr)?;
+        drop(grads);
         state.step += 1;
         bar.inc(1);
         pending.push((state.step, lr, step_loss, gnorm));
@@ -551,8 +581,17 @@ where
             (cfg.eval_every > 0 && state.step % cfg.eval_every == 0) || state.step == total;
         let do_ckpt = cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0;
         if state.step % cfg.log_every == 0 || do_eval || do_ckpt || last {
-            flush(&mut pending, &mut state, &mut log, objective)?;
+            let secs = t0.elapsed().as_secs_f64();
+            flush(&mut pending, &mut state, &mut log, objective, (tokens, secs))?;
+            if tokens > 0 {
+                bar.set_message(format!(
+                    "{} {:.0} tok/s",
+                    opts.label,
+                    tokens as f64 / secs.max(1e-9)
+                ));
+            }
         }
+        step_seconds.push(t_step.elapsed().as_secs_f64());
         let mut is_best = false;
         if do_eval {
             objective.set_compute_kind(model, Kind::Float);
@@ -605,7 +644,13 @@ where
             break;
         }
     }
-    flush(&mut pending, &mut state, &mut log, objective)?;
+    flush(
+        &mut pending,
+        &mut state,
+        &mut log,
+        objective,
+        (tokens, t0.elapsed().as_secs_f64()),
+    )?;
     bar.finish_and_clear();
     if cfg.restore_best {
         if let Some(w) = &best_weights {
@@ -626,6 +671,8 @@ where
         evals: state.evals,
         class_weights: objective.class_weights()?,
         seconds: t0.elapsed().as_secs_f64(),
+        step_seconds,
+        tokens,
     })
 }
 

@@ -32,6 +32,8 @@ mod generate;
 mod gguf;
 mod lora;
 mod model;
+mod packed;
+mod readout;
 mod score;
 mod sft;
 mod tokenizer;
@@ -44,11 +46,15 @@ pub use lora::{load_adapter, read_adapter_config, save_adapter, Lora, LoraConfig
 pub use model::{
     Attention, DecoderLayer, KvCache, LlamaForCausalLM, LlamaModel, Mlp, Proj, RmsNorm, Rotary,
 };
+pub use packed::{AnswerSpan, LogTokens, PackStats, PackedExample};
+pub use readout::{CandidateRows, LlmReadout, Norm, ReadoutConfig, ReadoutStats};
 pub use score::{score_candidates, score_candidates_naive, CandidateScore};
 pub use sft::{
-    collate, sft_loss, sft_loss_weighted, token_budget_batches, SftBatch, SftExample, IGNORE_INDEX,
+    answer_logits, collate, collate_packed, sft_loss, sft_loss_weighted, token_budget_batches,
+    SftBatch, SftExample, IGNORE_INDEX,
 };
 pub use tokenizer::{chatml, ChatMessage, LlmTokenizer, SMOLLM2_SYSTEM};
 pub use weights::{
-    load_weights, read_safetensors, write_safetensors, Llm, LoadOptions, SafetensorsFile,
+    bootstrap_model_dir, cache_dir, load_weights, read_safetensors, write_safetensors, Llm,
+    LoadOptions, SafetensorsFile,
 };

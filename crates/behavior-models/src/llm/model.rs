@@ -9,7 +9,7 @@ use tch::{nn, Kind, Tensor};
 
 use super::config::LlamaConfig;
 use super::lora::{Lora, LoraConfig};
-use crate::Result;
+use crate::{Error, Result};
 
 /// A linear projection `y = x Wᵀ + b` with an optional LoRA branch `+ s · B A dropout(x)`.
 #[derive(Debug)]
@@ -180,6 +180,44 @@ impl KvCache {
             size[0] = n;
             Ok(t.f_expand(&size, false)?)
         })
+    }
+
+    /// Keeps the first `len` positions of a cache without padding (a prompt encoded alone), so
+    /// that a longer prompt sharing those tokens continues from it. A cache with padded keys is
+    /// an error (its positions are not the plain `0..len`).
+    pub fn truncate(&mut self, len: i64) -> Result<()> {
+        let Some(mask) = self.key_mask.as_ref().map(Tensor::shallow_clone) else {
+            return if len == 0 {
+                Ok(())
+            } else {
+                Err(Error::Config(format!(
+                    "KvCache::truncate({len}) on an empty cache"
+                )))
+            };
+        };
+        if !bool::try_from(mask.f_all()?)? {
+            return Err(Error::Config(
+                "KvCache::truncate: the cache has padded keys".into(),
+            ));
+        }
+        let t = mask.size()[1];
+        if len > t || len < 0 {
+            return Err(Error::Config(format!(
+                "KvCache::truncate({len}) on a cache of {t} positions"
+            )));
+        }
+        if len == 0 {
+            *self = Self::new(self.layers.len());
+            return Ok(());
+        }
+        for (k, v) in self.layers.iter_mut().flatten() {
+            *k = k.f_narrow(2, 0, len)?;
+            *v = v.f_narrow(2, 0, len)?;
+        }
+        self.key_mask = Some(mask.f_narrow(1, 0, len)?);
+        let b = mask.size()[0];
+        self.next_pos = Some(Tensor::f_full([b], len, (Kind::Int64, mask.device()))?);
+        Ok(())
     }
 
     /// A cache whose every tensor (keys, values, key mask, next positions) is `f` of this one's.

@@ -208,6 +208,25 @@ pub fn load_weights(vs: &nn::VarStore, dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// The cache folder of the bootstrap (`$BEHAVIOR_LAB_CACHE`, else `$XDG_CACHE_HOME/behavior-lab`,
+/// else `~/.cache/behavior-lab`).
+pub fn cache_dir() -> Option<PathBuf> {
+    if let Some(c) = std::env::var_os("BEHAVIOR_LAB_CACHE") {
+        return Some(PathBuf::from(c));
+    }
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+        return Some(PathBuf::from(x).join("behavior-lab"));
+    }
+    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/behavior-lab"))
+}
+
+/// The bootstrap's SmolLM2-135M-Instruct import (`<cache>/smollm2-135m-instruct`), when its
+/// `config.json` is there.
+pub fn bootstrap_model_dir() -> Option<PathBuf> {
+    let d = cache_dir()?.join("smollm2-135m-instruct");
+    d.join("config.json").exists().then_some(d)
+}
+
 /// How to load a pretrained model.
 #[derive(Debug, Clone)]
 pub struct LoadOptions {
