@@ -39,8 +39,7 @@ use crate::cli::{CommonArgs, Preset};
 use crate::config::{resolve, ExperimentConfig};
 use crate::run::Run;
 use crate::table::{
-    run_systems, write_outputs, LoopOptions, Outcomes, System, SystemKind, Task,
-    WindowConfig,
+    run_systems, write_outputs, LoopOptions, Outcomes, System, SystemKind, Task, WindowConfig,
 };
 
 /// The experiment's config (the preset's values, then `--config`, then `--set`).
@@ -195,10 +194,9 @@ impl BehaviorLmExpConfig {
             aux: AuxConfig::default(),
             difficulty_sample: 100,
             behavegpt: bgpt(64, 2, 4),
-            behavegpt_loss: LossConfig::GroupDro {
-                eta: 0.01,
-                kappa: Some(1.0),
-            },
+            // KL-ball DRO: the best DRO row of the BehaveGPT table on the simulator (group DRO
+            // over-corrects there); override with `--set` for another data set.
+            behavegpt_loss: LossConfig::KlDro { lambda: 1.0 },
             sasrec: sasrec(64),
             train: neural(1200, 128, 200),
             markov_alpha: 1.0,
@@ -401,7 +399,11 @@ impl BehaviorLmExpConfig {
             } else {
                 System::baseline(&name, kind)
             };
-            systems.push(if main { s } else { s.seeds(self.ablation_seeds) });
+            systems.push(if main {
+                s
+            } else {
+                s.seeds(self.ablation_seeds)
+            });
             recipes.insert(name, recipe);
         }
         (systems, recipes)
@@ -432,7 +434,10 @@ impl ExperimentConfig for BehaviorLmExpConfig {
         })?;
         ensure!(known.ordered, "{}: its events have no order", known.name);
         ensure!(self.seeds >= 1, "seeds must be at least 1");
-        ensure!(self.ablation_seeds >= 1, "ablation_seeds must be at least 1");
+        ensure!(
+            self.ablation_seeds >= 1,
+            "ablation_seeds must be at least 1"
+        );
         ensure!(self.eval_batch >= 1, "eval_batch must be at least 1");
         self.windows.check().context("windows")?;
         self.sim.check().context("sim")?;
@@ -594,7 +599,11 @@ pub fn run(
     let tok = LlmTokenizer::from_file(&model_dir.join("tokenizer.json"))
         .with_context(|| format!("tokenizer of {}", model_dir.display()))?;
     let verbaliser = Verbaliser::new(&ds, cfg.verbaliser.clone())?;
-    let tokens = LogTokens::new(&tok, cfg.model.system.as_deref(), &cfg.verbaliser.instruction)?;
+    let tokens = LogTokens::new(
+        &tok,
+        cfg.model.system.as_deref(),
+        &cfg.verbaliser.instruction,
+    )?;
     let train_targets = llm_train_targets(
         &ds,
         &split,
@@ -790,7 +799,12 @@ fn difficulty_agreement(
 /// The paper's claim: large absolute tail gains of BehaviorLM over SFT and over anchor-only
 /// SFT, with anchor performance kept. Measured by a paired bootstrap over test samples (seed
 /// predictions pooled per sample): tail Rec_m gain and anchor Rec_w change, in points.
-fn claim(out: &Outcomes, task: &Task, dataset: &str, preset: Preset) -> Result<(Vec<String>, String)> {
+fn claim(
+    out: &Outcomes,
+    task: &Task,
+    dataset: &str,
+    preset: Preset,
+) -> Result<(Vec<String>, String)> {
     let find = |prefix: &str| -> Result<&String> {
         out.order
             .iter()
@@ -809,7 +823,11 @@ fn claim(out: &Outcomes, task: &Task, dataset: &str, preset: Preset) -> Result<(
         resamples: 1000,
         ..BootstrapConfig::default()
     };
-    let compare = |idx: &[usize], a: &String, b: &String, metric: ClaimMetric| -> Result<Option<(f64, f64, f64, f64)>> {
+    let compare = |idx: &[usize],
+                   a: &String,
+                   b: &String,
+                   metric: ClaimMetric|
+     -> Result<Option<(f64, f64, f64, f64)>> {
         if idx.is_empty() {
             return Ok(None);
         }
@@ -853,8 +871,7 @@ fn claim(out: &Outcomes, task: &Task, dataset: &str, preset: Preset) -> Result<(
         "INCONCLUSIVE (no tail or no anchor test samples)"
     } else if tail_gains.iter().all(|g| g.1 > 0.0) && anchor_change.is_some_and(|a| a.1 > -2.0) {
         "REPRODUCED"
-    } else if tail_gains.iter().any(|g| g.0 <= 0.0) || anchor_change.is_some_and(|a| a.2 < -2.0)
-    {
+    } else if tail_gains.iter().any(|g| g.0 <= 0.0) || anchor_change.is_some_and(|a| a.2 < -2.0) {
         "NOT REPRODUCED"
     } else {
         "INCONCLUSIVE"
@@ -927,10 +944,11 @@ fn fig1(
                 // Drop the end-of-turn token: the name's own tokens only.
                 let name = &ids[..ids.len().saturating_sub(1).max(1)];
                 let idx = tch::Tensor::from_slice(name);
-                let m = w
-                    .index_select(0, &idx)
-                    .to_kind(tch::Kind::Double)
-                    .mean_dim(0, false, tch::Kind::Double);
+                let m = w.index_select(0, &idx).to_kind(tch::Kind::Double).mean_dim(
+                    0,
+                    false,
+                    tch::Kind::Double,
+                );
                 Ok(Vec::<f64>::try_from(&m)?)
             })
             .collect()

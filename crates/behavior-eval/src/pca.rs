@@ -10,7 +10,9 @@ use crate::{Error, Result};
 pub fn project(points: &[Vec<f64>], k: usize) -> Result<Vec<Vec<f64>>> {
     let n = points.len();
     if n < 2 {
-        return Err(Error::Empty(format!("PCA needs at least 2 points, got {n}")));
+        return Err(Error::Empty(format!(
+            "PCA needs at least 2 points, got {n}"
+        )));
     }
     let d = points[0].len();
     if let Some(i) = points.iter().position(|p| p.len() != d) {
@@ -40,10 +42,12 @@ pub fn project(points: &[Vec<f64>], k: usize) -> Result<Vec<Vec<f64>>> {
             g[j][i] = v;
         }
     }
-    let mut out = vec![vec![0.0; k]; n];
-    for c in 0..k.min(n) {
+    let mut comps: Vec<Vec<f64>> = Vec::with_capacity(k);
+    for _ in 0..k.min(n) {
         // Deterministic start that is not orthogonal to the top eigenvector in general.
-        let mut u: Vec<f64> = (0..n).map(|i| 1.0 + (i as f64 * 0.618_034).fract()).collect();
+        let mut u: Vec<f64> = (0..n)
+            .map(|i| 1.0 + (i as f64 * 0.618_034).fract())
+            .collect();
         let mut lambda = 0.0;
         for _ in 0..1000 {
             let mut v: Vec<f64> = g
@@ -71,9 +75,7 @@ pub fn project(points: &[Vec<f64>], k: usize) -> Result<Vec<Vec<f64>>> {
             u.iter_mut().for_each(|a| *a = -*a);
         }
         let s = lambda.max(0.0).sqrt();
-        for i in 0..n {
-            out[i][c] = u[i] * s;
-        }
+        comps.push(u.iter().map(|a| a * s).collect());
         // Deflate: G ← G − λ u uᵀ.
         for i in 0..n {
             for j in 0..n {
@@ -81,12 +83,18 @@ pub fn project(points: &[Vec<f64>], k: usize) -> Result<Vec<Vec<f64>>> {
             }
         }
     }
-    Ok(out)
+    // Components beyond the number of points are 0.
+    Ok((0..n)
+        .map(|i| (0..k).map(|c| comps.get(c).map_or(0.0, |v| v[i])).collect())
+        .collect())
 }
 
 /// [`project`] onto the first two components, as `(pc1, pc2)` pairs.
 pub fn project_2d(points: &[Vec<f64>]) -> Result<Vec<(f64, f64)>> {
-    Ok(project(points, 2)?.into_iter().map(|p| (p[0], p[1])).collect())
+    Ok(project(points, 2)?
+        .into_iter()
+        .map(|p| (p[0], p[1]))
+        .collect())
 }
 
 #[cfg(test)]
@@ -128,7 +136,12 @@ mod tests {
                 .map(|j| pts.iter().map(|q| q[j]).sum::<f64>() / 5.0)
                 .collect();
             pts.iter()
-                .map(|q| q.iter().zip(&mean).map(|(a, b)| (a - b).powi(2)).sum::<f64>())
+                .map(|q| {
+                    q.iter()
+                        .zip(&mean)
+                        .map(|(a, b)| (a - b).powi(2))
+                        .sum::<f64>()
+                })
                 .sum()
         };
         let first: f64 = p.iter().map(|r| r[0] * r[0]).sum();
@@ -146,7 +159,12 @@ mod tests {
         ];
         for i in 0..5 {
             for c in 0..2 {
-                assert!((p[i][c] - want[i][c]).abs() < 1e-8, "{:?} vs {:?}", p[i], want[i]);
+                assert!(
+                    (p[i][c] - want[i][c]).abs() < 1e-8,
+                    "{:?} vs {:?}",
+                    p[i],
+                    want[i]
+                );
             }
         }
     }

@@ -639,7 +639,9 @@ impl BehaviorLmConfig {
             )));
         }
         if self.pack.overlap >= self.pack.max_len {
-            return Err(Error::Config("pack.overlap must be below pack.max_len".into()));
+            return Err(Error::Config(
+                "pack.overlap must be below pack.max_len".into(),
+            ));
         }
         if self.eval_batch == 0 {
             return Err(Error::Config("eval_batch must be at least 1".into()));
@@ -916,9 +918,8 @@ impl<'a> Pipeline<'a> {
                 path: report_path.clone(),
                 source,
             })?;
-            let report: StageReport = serde_json::from_str(&text).map_err(|e| {
-                Error::Checkpoint(format!("{}: {e}", report_path.display()))
-            })?;
+            let report: StageReport = serde_json::from_str(&text)
+                .map_err(|e| Error::Checkpoint(format!("{}: {e}", report_path.display())))?;
             behavior_models::llm::load_adapter(&mut llm.vs, &adapter)?;
             tracing::info!("{key}: adapter reused from {}", adapter.display());
             return Ok(report);
@@ -965,7 +966,9 @@ impl<'a> Pipeline<'a> {
                 difficulty_seconds = t0.elapsed().as_secs_f64();
                 write_difficulty(&sdir.join("difficulty.csv"), &d)?;
                 let mode = match selection {
-                    Selection::Stratified { bins } => behavior_data::sampler::QuotaMode::Stratified { bins },
+                    Selection::Stratified { bins } => {
+                        behavior_data::sampler::QuotaMode::Stratified { bins }
+                    }
                     _ => behavior_data::sampler::QuotaMode::HardestFirst,
                 };
                 let keep = behavior_data::sampler::quota_by_difficulty(

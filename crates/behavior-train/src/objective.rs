@@ -225,11 +225,7 @@ impl Batches for SftData {
     }
     fn tokens(&self, host: &[i64]) -> u64 {
         host.iter()
-            .map(|&i| {
-                self.examples
-                    .get(i as usize)
-                    .map_or(0, |e| e.len() as u64)
-            })
+            .map(|&i| self.examples.get(i as usize).map_or(0, |e| e.len() as u64))
             .sum()
     }
 }

@@ -582,7 +582,13 @@ where
         let do_ckpt = cfg.checkpoint_every > 0 && state.step % cfg.checkpoint_every == 0;
         if state.step % cfg.log_every == 0 || do_eval || do_ckpt || last {
             let secs = t0.elapsed().as_secs_f64();
-            flush(&mut pending, &mut state, &mut log, objective, (tokens, secs))?;
+            flush(
+                &mut pending,
+                &mut state,
+                &mut log,
+                objective,
+                (tokens, secs),
+            )?;
             if tokens > 0 {
                 bar.set_message(format!(
                     "{} {:.0} tok/s",

@@ -167,6 +167,18 @@ impl KvCache {
         self.len() == 0
     }
 
+    /// The position the next token of a batch-1 cache takes (0 when empty).
+    pub fn next_position(&self) -> Result<i64> {
+        match &self.next_pos {
+            None => Ok(0),
+            Some(p) if p.size() == [1] => Ok(p.f_int64_value(&[0])?),
+            Some(p) => Err(Error::Config(format!(
+                "KvCache::next_position: the cache holds {} rows, not 1",
+                p.size()[0]
+            ))),
+        }
+    }
+
     /// Selects (and possibly repeats) batch rows: `rows: [B']` i64 indices into the batch.
     /// Used to reuse one encoded prompt for K candidates or N samples.
     pub fn index_rows(&self, rows: &Tensor) -> Result<Self> {
@@ -544,6 +556,69 @@ impl LlamaModel {
                     h = layer.forward(&h, &step, None, train)?;
                 }
             }
+        }
+        self.norm.forward(&h)
+    }
+
+    /// Runs a **token tree** after a cached prefix, without changing the cache: `ids` are the
+    /// tokens of several continuations laid out in one row, `positions` their absolute positions
+    /// (prefix length + depth in their branch), and `visible[i, j]` whether new token `i` may
+    /// attend to new token `j` (its own branch's earlier tokens and itself). Every token sees
+    /// every real cached key. This scores many candidate continuations of one prompt in one
+    /// batch-1 forward, with no copy of the cache per candidate.
+    ///
+    /// # Shapes
+    /// `ids: [1, T]` (i64), `positions: [T]` (i64), `visible: [T, T]` (bool), `cache` of batch
+    /// 1 → `[1, T, D]` (final norm applied).
+    pub fn forward_tree(
+        &self,
+        ids: &Tensor,
+        positions: &Tensor,
+        visible: &Tensor,
+        cache: &KvCache,
+    ) -> Result<Tensor> {
+        let t = ids.size()[1];
+        let dev = ids.device();
+        if ids.size()[0] != 1 || positions.size() != [t] || visible.size() != [t, t] {
+            return Err(Error::Config(format!(
+                "forward_tree: ids {:?}, positions {:?}, visible {:?} (want [1, T], [T], [T, T])",
+                ids.size(),
+                positions.size(),
+                visible.size()
+            )));
+        }
+        let embeds = self.embed(ids)?;
+        let (cos, sin) = self
+            .rotary
+            .cos_sin(&positions.f_unsqueeze(0)?, embeds.kind())?;
+        let past_mask = match &cache.key_mask {
+            Some(m) if m.size()[0] == 1 => {
+                m.f_to_kind(Kind::Bool)?.f_expand([t, m.size()[1]], false)?
+            }
+            Some(m) => {
+                return Err(Error::Config(format!(
+                    "forward_tree: the cache holds {} rows, not 1",
+                    m.size()[0]
+                )))
+            }
+            None => Tensor::f_zeros([t, 0], (Kind::Bool, dev))?,
+        };
+        let mask = Tensor::f_cat(&[&past_mask, &visible.f_to_kind(Kind::Bool)?], 1)?
+            .f_unsqueeze(0)?
+            .f_unsqueeze(0)?;
+        let step = Step {
+            cos,
+            sin,
+            mask: Some(mask),
+            is_causal: false,
+        };
+        let mut h = embeds;
+        for (layer, slot) in self.layers.iter().zip(&cache.layers) {
+            // A shallow copy of the cached keys/values: the layer appends to the copy only.
+            let mut tmp = slot
+                .as_ref()
+                .map(|(k, v)| (k.shallow_clone(), v.shallow_clone()));
+            h = layer.forward(&h, &step, Some(&mut tmp), false)?;
         }
         self.norm.forward(&h)
     }

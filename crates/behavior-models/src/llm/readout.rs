@@ -45,7 +45,8 @@ pub struct ReadoutConfig {
     pub norm: Norm,
     /// Prompt budget in tokens (header, history lines, prefix); 0 = whole history.
     pub budget: usize,
-    /// Candidate rows per batch (bounds memory: `chunk × tokens × vocabulary` logits).
+    /// Candidate rows per token-tree forward (bounds memory: the chunk's tokens × vocabulary
+    /// logits and a tokens² attention mask).
     pub chunk: usize,
     /// Reuse the KV cache of the previous prompt when the next one extends it.
     pub reuse_cache: bool,
@@ -155,62 +156,64 @@ impl CandidateRows {
                 .f_to_kind(Kind::Double)?,
         )?;
         let mut sums = first_lp;
-        // Per row chunk: the log-probabilities each candidate needs from its row.
+        // Rows run as one token tree per chunk of rows (`LlamaModel::forward_tree`): batch 1,
+        // each row's tokens see the prompt and their own row's earlier tokens only.
+        let past = cache.next_position()?;
         let chunk = chunk.max(1);
         for start in (0..self.rows.len()).step_by(chunk) {
             let rows = &self.rows[start..(start + chunk).min(self.rows.len())];
-            let k = rows.len() as i64;
-            let m = rows.iter().map(Vec::len).max().unwrap_or(1) as i64;
-            let mut ids = vec![0i64; (k * m) as usize];
-            let mut mask = vec![0i64; (k * m) as usize];
+            let mut offset = Vec::with_capacity(rows.len());
+            let (mut ids, mut pos, mut owner_row) = (vec![], vec![], vec![]);
             for (r, row) in rows.iter().enumerate() {
+                offset.push(ids.len());
                 for (t, &tok) in row.iter().enumerate() {
-                    ids[r * m as usize + t] = tok;
-                    mask[r * m as usize + t] = 1;
+                    ids.push(tok);
+                    pos.push(past + t as i64);
+                    owner_row.push(r);
                 }
             }
-            let ids = Tensor::f_from_slice(&ids)?
-                .f_view([k, m])?
+            let n = ids.len();
+            let mut vis = vec![false; n * n];
+            for i in 0..n {
+                let r = owner_row[i];
+                for j in offset[r]..=i {
+                    vis[i * n + j] = true;
+                }
+            }
+            let ids_t = Tensor::f_from_slice(&ids)?
+                .f_view([1, n as i64])?
                 .f_to_device(dev)?;
-            let mask = Tensor::f_from_slice(&mask)?
-                .f_view([k, m])?
+            let pos_t = Tensor::f_from_slice(&pos)?.f_to_device(dev)?;
+            let vis_t = Tensor::f_from_slice(&vis)?
+                .f_view([n as i64, n as i64])?
                 .f_to_device(dev)?;
-            let mut c = cache.expand(k)?;
-            let h = model
-                .model
-                .forward(&ids, Some(&mask), Some(&mut c), false)?;
-            let logits = model.logits(&h)?.f_to_kind(Kind::Float)?; // [k, m, V]
-            let lse = logits.f_logsumexp([-1], false)?; // [k, m]
-                                                        // (row, position, token) of every token each candidate of these rows predicts.
-            let (mut ri, mut pi, mut ti, mut owner) = (vec![], vec![], vec![], vec![]);
+            let h = model.model.forward_tree(&ids_t, &pos_t, &vis_t, cache)?;
+            let logits = model.logits(&h.f_squeeze_dim(0)?)?.f_to_kind(Kind::Float)?; // [n, V]
+            let lse = logits.f_logsumexp([-1], false)?; // [n]
+                                                        // (flat position, token) of every token each candidate of these rows predicts.
+            let (mut fi, mut ti, mut owner) = (vec![], vec![], vec![]);
             for (cand, row) in self.row_of.iter().enumerate() {
                 let Some(row) = *row else { continue };
                 if row < start || row >= start + rows.len() {
                     continue;
                 }
-                let toks = &self.candidates[cand];
-                for (t, &tok) in toks.iter().enumerate().skip(1) {
-                    ri.push((row - start) as i64);
-                    pi.push(t as i64 - 1);
+                let base = offset[row - start];
+                for (t, &tok) in self.candidates[cand].iter().enumerate().skip(1) {
+                    fi.push((base + t - 1) as i64);
                     ti.push(tok);
                     owner.push(cand);
                 }
             }
-            if ri.is_empty() {
+            if fi.is_empty() {
                 continue;
             }
-            let (ri, pi, ti) = (
-                Tensor::f_from_slice(&ri)?.f_to_device(dev)?,
-                Tensor::f_from_slice(&pi)?.f_to_device(dev)?,
-                Tensor::f_from_slice(&ti)?.f_to_device(dev)?,
-            );
-            let flat = &ri * m + &pi;
+            let fi = Tensor::f_from_slice(&fi)?.f_to_device(dev)?;
+            let ti = Tensor::f_from_slice(&ti)?.f_to_device(dev)?;
             let tok_logit = logits
-                .f_reshape([k * m, -1])?
-                .f_index_select(0, &flat)?
+                .f_index_select(0, &fi)?
                 .f_gather(1, &ti.f_unsqueeze(1)?, false)?
                 .f_squeeze_dim(1)?;
-            let lp = tok_logit - lse.f_reshape([k * m])?.f_index_select(0, &flat)?;
+            let lp = tok_logit - lse.f_index_select(0, &fi)?;
             let lp = Vec::<f64>::try_from(lp.f_to_kind(Kind::Double)?)?;
             for (o, v) in owner.into_iter().zip(lp) {
                 sums[o] += v;
