@@ -5,6 +5,9 @@
 //! * `cpu_llm_score/cached`: K = 20 candidates (2–6 tokens) after a 300-token prompt, the
 //!   prompt encoded once with a shared KV cache. The side-by-side run also times the naive way
 //!   (one full forward per candidate) once, next to it.
+//!   The side-by-side run also scores K = 200 candidates (the read-out's size) as a token tree,
+//!   by brute force, and in PyTorch `transformers` with `past_key_values` repeated to each batch
+//!   of candidates, and prints the ratios.
 //! * `cpu_llm_forward`: forward of a `[4, 128]` batch (tokens/s).
 //! * `cpu_llm_lora_train`: LoRA (r = 8 on q, k, v, o) SFT through the shipped loop — one
 //!   [`behavior_train::fit`] step per iteration over 4 examples of 128 tokens (collation, forward,
@@ -33,6 +36,8 @@ use tch::{nn, Device, Tensor};
 const THREADS: i32 = 2;
 const BATCH: i64 = 4;
 const SEQ: i64 = 128;
+/// Candidates of the closed-set read-out bench (the simulator has 204 classes).
+const SCORE_K: usize = 200;
 
 fn model_dir() -> Option<PathBuf> {
     let cache = std::env::var_os("BEHAVIOR_LAB_CACHE")
@@ -207,6 +212,16 @@ fn side_by_side() {
     let naive = median_secs(1, || {
         score_candidates_naive(&model, &prompt, &cands).unwrap();
     });
+    // The read-out's size: K = 200 classes after a 300-token history.
+    let cands200: Vec<Vec<i64>> = (0..SCORE_K)
+        .map(|k| tokens(2 + k % 5, 10 + k as i64))
+        .collect();
+    let tree200 = median_secs(3, || {
+        score_candidates(&model, &prompt, &cands200, 256).unwrap();
+    });
+    let naive200 = median_secs(1, || {
+        score_candidates_naive(&model, &prompt, &cands200).unwrap();
+    });
     drop(model);
     let (mut vs, model, data, cfg) = lora_training();
     let train = median_secs(3, || lora_fit(&mut vs, &model, &data, &cfg));
@@ -219,12 +234,19 @@ fn side_by_side() {
         naive,
         naive / cached
     );
+    println!(
+        "scoring K={SCORE_K} after 300 tokens: token tree {:.3}s, naive {:.3}s, speed-up {:.1}x",
+        tree200,
+        naive200,
+        naive200 / tree200
+    );
     println!("tch forward:    {:.0} tokens/s", toks / fwd);
     println!("tch LoRA train: {:.0} tokens/s", toks / train);
 
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("llm_torch_reference.py");
     let mut cmd = std::process::Command::new("python3");
     cmd.arg(&script).arg("--threads").arg(THREADS.to_string());
+    cmd.arg("--score-k").arg(SCORE_K.to_string());
     cmd.arg("--batch")
         .arg(BATCH.to_string())
         .arg("--seq")
@@ -252,6 +274,12 @@ fn side_by_side() {
                     );
                 }
                 _ => println!("PyTorch reference printed no figures:\n{text}"),
+            }
+            if let Some(ps) = get("score_seconds") {
+                println!(
+                    "transformers scoring K={SCORE_K} (past_key_values repeated per batch of 64): {ps:.3}s  -> torch/tch {:.2}x",
+                    ps / tree200
+                );
             }
         }
         Ok(o) => println!(

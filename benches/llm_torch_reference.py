@@ -2,7 +2,9 @@
 
 Times, on the CPU with the given thread count, (1) a no-grad forward of a [batch, seq] batch and
 (2) a LoRA SFT step (r=8, alpha=16 on q,k,v,o via peft; forward, backward, AdamW) with the loss on
-the last seq-96 tokens, on SmolLM2-135M (the imported directory when given, else random weights of
+the last seq-96 tokens, and (3) with --score-k K, closed-set scoring of K candidates after a
+--score-prompt-token prompt with past_key_values repeated to each batch of candidates, on
+SmolLM2-135M (the imported directory when given, else random weights of
 the same shape), with the same token ids as the Rust side. Prints key=value lines.
 
     PYTHONPATH=/path/to/pyenv:/path/to/torch python3 benches/llm_torch_reference.py --threads 2 \
@@ -36,6 +38,9 @@ def main():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=128)
     ap.add_argument("--model-dir")
+    ap.add_argument("--score-k", type=int, default=0, help="also time scoring K candidates")
+    ap.add_argument("--score-prompt", type=int, default=300, help="prompt tokens for scoring")
+    ap.add_argument("--score-chunk", type=int, default=64, help="candidates per batch")
     a = ap.parse_args()
     torch.set_num_threads(a.threads)
     from transformers import LlamaConfig, LlamaForCausalLM
@@ -76,6 +81,44 @@ def main():
 
     train = median_secs(3, step)
     print(f"lora_train_tokens_per_s={toks / train:.1f}")
+
+    if a.score_k > 0:
+        # Closed-set scoring as transformers users do it: encode the prompt once, then run the
+        # candidates as right-padded batches against past_key_values repeated to the batch.
+        import copy
+        model = load().eval()
+        prompt = tokens(a.score_prompt, 0)
+        cands = [tokens(2 + k % 5, 10 + k) for k in range(a.score_k)]
+
+        def score():
+            with torch.no_grad():
+                out = model(input_ids=torch.tensor([prompt]), use_cache=True)
+                first = out.logits[0, -1].log_softmax(-1)
+                p = len(prompt)
+                sums = []
+                for s in range(0, len(cands), a.score_chunk):
+                    g = cands[s:s + a.score_chunk]
+                    k, m = len(g), max(len(c) for c in g) - 1
+                    ids = torch.zeros(k, m, dtype=torch.long)
+                    mask = torch.zeros(k, p + m, dtype=torch.long)
+                    mask[:, :p] = 1
+                    for r, c in enumerate(g):
+                        ids[r, :len(c) - 1] = torch.tensor(c[:-1])
+                        mask[r, p:p + len(c) - 1] = 1
+                    past = copy.deepcopy(out.past_key_values)
+                    past.batch_repeat_interleave(k)
+                    pos = (p + torch.arange(m)).unsqueeze(0).expand(k, m)
+                    lp = model(input_ids=ids, attention_mask=mask, past_key_values=past,
+                               position_ids=pos).logits.log_softmax(-1)
+                    for r, c in enumerate(g):
+                        v = first[c[0]].item()
+                        for t in range(1, len(c)):
+                            v += lp[r, t - 1, c[t]].item()
+                        sums.append(v)
+                return sums
+
+        secs = median_secs(3, score)
+        print(f"score_seconds={secs:.4f}")
     print(f"torch_version={torch.__version__}")
 
 

@@ -88,6 +88,10 @@ pub struct BehaviorLmExpConfig {
     pub markov_alpha: f64,
     /// Scoring batch size of the non-LLM neural rows.
     pub eval_batch: i64,
+    /// Few-shot curve (`--few-shot`): tail training examples kept per tail class.
+    pub few_shot: Vec<usize>,
+    /// Seeds per point of the few-shot curve.
+    pub few_shot_seeds: usize,
 }
 
 /// Which LLM and chat framing.
@@ -201,6 +205,8 @@ impl BehaviorLmExpConfig {
             train: neural(1200, 128, 200),
             markov_alpha: 1.0,
             eval_batch: 512,
+            few_shot: vec![0, 1, 5, 10, 20],
+            few_shot_seeds: 1,
         };
         match p {
             // The tiny random Llama of the test fixtures (char-level tokenizer, 128 positions)
@@ -209,7 +215,7 @@ impl BehaviorLmExpConfig {
                 sim: SimConfig {
                     users: 12,
                     days: 4,
-                    behaviors: 12,
+                    behaviors: 40,
                     ..SimConfig::default()
                 },
                 seeds: 2,
@@ -260,6 +266,7 @@ impl BehaviorLmExpConfig {
                 sasrec: sasrec(16),
                 train: neural(10, 32, 5),
                 eval_batch: 64,
+                few_shot: vec![0, 1],
                 ..base
             },
             // SmolLM2-135M-Instruct on 2 CPU cores: sizes chosen to finish in under 2 h.
@@ -305,6 +312,7 @@ impl BehaviorLmExpConfig {
                 sasrec: sasrec(128),
                 train: neural(4000, 256, 250),
                 eval_batch: 2048,
+                few_shot_seeds: 3,
                 ..base
             },
         }
@@ -562,14 +570,24 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
     (va > 0.0 && vb > 0.0).then(|| cov / (va * vb).sqrt())
 }
 
-/// Runs the experiment (`dataset` overrides the config's `dataset` key; `resume` continues each
-/// training from its latest checkpoint, and reuses every finished stage, in the run folder).
-pub fn run(
+/// What both the table and the few-shot curve start from: the resolved config, the run folder,
+/// the data, its split and the LLM's tokenizer and training targets.
+struct Prepared {
+    cfg: BehaviorLmExpConfig,
+    run: Run,
+    ds: behavior_data::Dataset,
+    split: Split,
+    model_dir: PathBuf,
+    tok: LlmTokenizer,
+    train_targets: Vec<u32>,
+}
+
+fn prepare(
+    experiment: &str,
     common: &CommonArgs,
     device: Device,
     dataset: Option<&str>,
-    resume: bool,
-) -> Result<Outcome> {
+) -> Result<Prepared> {
     let mut overrides = common.overrides.clone();
     if let Some(d) = dataset {
         overrides.push(format!("dataset={d}"));
@@ -579,31 +597,18 @@ pub fn run(
         common.config.as_deref(),
         &overrides,
     )?;
-    let run = Run::start("behaviorlm", common, device, &cfg)?;
+    let model_dir = cfg.model_dir()?;
+    ensure!(
+        model_dir.join("config.json").is_file(),
+        "model directory {} has no config.json (a Hugging Face Llama / Qwen2 layout is needed)",
+        model_dir.display()
+    );
+    let tok = LlmTokenizer::from_file(&model_dir.join("tokenizer.json"))
+        .with_context(|| format!("tokenizer of {}", model_dir.display()))?;
+    let run = Run::start(experiment, common, device, &cfg)?;
     let ds = load_registered(&cfg.dataset, cfg.lenient, &cfg.sim, &cfg.foursquare)?;
     let split = Split::of_dataset(&ds, &SplitConfig::default())?;
     tracing::info!("{}: {}", ds.name, ds.summary());
-    let task = Task::new(
-        &ds,
-        &split,
-        &cfg.windows,
-        EvalConfig {
-            ks: vec![1, 3, 5, 10],
-        },
-        common.seed,
-        device,
-    )?;
-
-    // The LLM side: tokenizer, verbaliser, training targets, auxiliary conversations.
-    let model_dir = cfg.model_dir()?;
-    let tok = LlmTokenizer::from_file(&model_dir.join("tokenizer.json"))
-        .with_context(|| format!("tokenizer of {}", model_dir.display()))?;
-    let verbaliser = Verbaliser::new(&ds, cfg.verbaliser.clone())?;
-    let tokens = LogTokens::new(
-        &tok,
-        cfg.model.system.as_deref(),
-        &cfg.verbaliser.instruction,
-    )?;
     let train_targets = llm_train_targets(
         &ds,
         &split,
@@ -616,9 +621,39 @@ pub fn run(
         "{}: no training targets for the LLM rows",
         ds.name
     );
-    let aux: Vec<AuxConversation> = if cfg.method.aux_ratio > 0.0 {
+    Ok(Prepared {
+        cfg,
+        run,
+        ds,
+        split,
+        model_dir,
+        tok,
+        train_targets,
+    })
+}
+
+impl Prepared {
+    fn task(&self, seed: u64, device: Device) -> Result<Task> {
+        Task::new(
+            &self.ds,
+            &self.split,
+            &self.cfg.windows,
+            EvalConfig {
+                ks: vec![1, 3, 5, 10],
+            },
+            seed,
+            device,
+        )
+    }
+
+    /// The auxiliary conversations (none when ρ = 0), generated once by the base model and
+    /// cached in the run folder.
+    fn aux(&self, verbaliser: &Verbaliser<'_>, device: Device) -> Result<Vec<AuxConversation>> {
+        if self.cfg.method.aux_ratio == 0.0 {
+            return Ok(vec![]);
+        }
         let base = behavior_models::llm::Llm::load(
-            &model_dir,
+            &self.model_dir,
             &behavior_models::llm::LoadOptions {
                 device,
                 ..behavior_models::llm::LoadOptions::default()
@@ -628,26 +663,45 @@ pub fn run(
         let a = aux_conversations(
             &base.model,
             &base.vs,
-            &tok,
+            &self.tok,
             verbaliser.labels(),
-            &cfg.aux,
-            &run.path().join("aux_conversations.json"),
+            &self.cfg.aux,
+            &self.run.path().join("aux_conversations.json"),
         )?;
         tracing::info!(
             "{} auxiliary conversations ready in {:.1}s",
             a.len(),
             t0.elapsed().as_secs_f64()
         );
-        a
-    } else {
-        vec![]
-    };
+        Ok(a)
+    }
+}
+
+/// Runs the experiment (`dataset` overrides the config's `dataset` key; `resume` continues each
+/// training from its latest checkpoint, and reuses every finished stage, in the run folder).
+pub fn run(
+    common: &CommonArgs,
+    device: Device,
+    dataset: Option<&str>,
+    resume: bool,
+) -> Result<Outcome> {
+    let p = prepare("behaviorlm", common, device, dataset)?;
+    let (cfg, run, ds, split, model_dir) = (&p.cfg, &p.run, &p.ds, &p.split, &p.model_dir);
+    let train_targets = &p.train_targets;
+    let task = p.task(common.seed, device)?;
+    let verbaliser = Verbaliser::new(ds, cfg.verbaliser.clone())?;
+    let tokens = LogTokens::new(
+        &p.tok,
+        cfg.model.system.as_deref(),
+        &cfg.verbaliser.instruction,
+    )?;
+    let aux = p.aux(&verbaliser, device)?;
     let pipeline = Pipeline {
         cfg: &cfg.method,
-        model_dir: &model_dir,
+        model_dir,
         tokens: &tokens,
         verbaliser: &verbaliser,
-        train: &train_targets,
+        train: train_targets,
         anchors: split.anchor_tail(),
         aux: &aux,
         device,
@@ -747,7 +801,7 @@ pub fn run(
     fig1(&run, &split, &verbaliser, &model_dir, &tokens, device)?;
     let md = report.to_markdown();
     println!("{md}");
-    let dir = run.finish("ok")?;
+    let dir = p.run.finish("ok")?;
     Ok(Outcome {
         report,
         verdict,
@@ -977,4 +1031,198 @@ fn fig1(
     }
     run.write("fig1_name_embeddings.csv", csv.as_bytes())?;
     Ok(())
+}
+
+/// What the few-shot curve produced.
+pub struct FewShotOutcome {
+    /// Rows = systems, columns = k (tail Rec_m, mean over seeds).
+    pub report: Report,
+    /// `(system, k, tail Rec_m per seed)`.
+    pub points: Vec<(String, usize, Vec<f64>)>,
+    /// The run folder.
+    pub dir: PathBuf,
+}
+
+/// The few-shot tail curve: for each k of `few_shot`, every tail class keeps exactly
+/// `min(k, n_c)` training examples (`behavior_data::sampler::few_shot`, anchors keep all) and SFT,
+/// BehaviorLM and BehaveGPT are trained on that and tested on the same test targets; tail Rec_m
+/// against k as a table and a plot. The LLM rows train on the kept subset of their targets; the
+/// BehaveGPT windows keep their histories but lose the training signal of every dropped target.
+pub fn run_few_shot(
+    common: &CommonArgs,
+    device: Device,
+    dataset: Option<&str>,
+    resume: bool,
+) -> Result<FewShotOutcome> {
+    let p = prepare("behaviorlm-fewshot", common, device, dataset)?;
+    let cfg = &p.cfg;
+    ensure!(
+        !cfg.few_shot.is_empty(),
+        "few_shot is empty: no point to run"
+    );
+    let verbaliser = Verbaliser::new(&p.ds, cfg.verbaliser.clone())?;
+    let tokens = LogTokens::new(
+        &p.tok,
+        cfg.model.system.as_deref(),
+        &cfg.verbaliser.instruction,
+    )?;
+    let aux = p.aux(&verbaliser, device)?;
+    let anchors = p.split.anchor_tail();
+    let class = |e: u32| -> Result<u32> {
+        behavior_data::vocab::token_to_class(p.ds.log.behaviors()[e as usize])
+            .with_context(|| format!("event {e} has a reserved behaviour id"))
+    };
+    let llm_labels: Vec<u32> = p
+        .train_targets
+        .iter()
+        .map(|&e| class(e))
+        .collect::<Result<_>>()?;
+    let all_train: Vec<u32> = p.split.train.clone();
+    let all_labels: Vec<u32> = all_train.iter().map(|&e| class(e)).collect::<Result<_>>()?;
+    let seeds: Vec<u64> = (0..cfg.few_shot_seeds as u64)
+        .map(|s| common.seed + s)
+        .collect();
+    let mut points: Vec<(String, usize, Vec<f64>)> = vec![];
+    for &k in &cfg.few_shot {
+        // The same kept subset for every seed of a point (the seed varies the training only).
+        let keep_llm: Vec<u32> =
+            behavior_data::sampler::few_shot(&llm_labels, anchors, k, common.seed)
+                .into_iter()
+                .map(|i| p.train_targets[i])
+                .collect();
+        let keep_all: std::collections::HashSet<u32> =
+            behavior_data::sampler::few_shot(&all_labels, anchors, k, common.seed)
+                .into_iter()
+                .map(|i| all_train[i])
+                .collect();
+        let mut task = p.task(common.seed, device)?;
+        let is_tail = |e: u32| {
+            class(e)
+                .map(|c| !anchors.is_anchor[c as usize])
+                .unwrap_or(false)
+        };
+        let dropped = task
+            .train
+            .drop_targets(|e| is_tail(e) && !keep_all.contains(&e))?;
+        tracing::info!(
+            "few-shot k = {k}: the LLM rows train on {} targets; BehaveGPT windows lose {dropped} tail targets",
+            keep_llm.len()
+        );
+        let pipeline = Pipeline {
+            cfg: &cfg.method,
+            model_dir: &p.model_dir,
+            tokens: &tokens,
+            verbaliser: &verbaliser,
+            train: &keep_llm,
+            anchors,
+            aux: &aux,
+            device,
+        };
+        let hard = Selection::HardestFirst;
+        let recipes: BTreeMap<String, Recipe> = [
+            (format!("SFT (all targets) k={k}"), Recipe::Sft),
+            (
+                format!("BehaviorLM (A → B) k={k}"),
+                Recipe::Progressive {
+                    aux: cfg.method.aux_ratio > 0.0,
+                    selection: hard,
+                },
+            ),
+        ]
+        .into_iter()
+        .collect();
+        let mut systems = vec![System::baseline(
+            &format!("BehaveGPT (DRO) k={k}"),
+            SystemKind::Neural {
+                model: ModelSpec::Behavegpt(cfg.behavegpt.clone()),
+                loss: cfg.behavegpt_loss.clone(),
+            },
+        )];
+        for name in recipes.keys() {
+            systems.push(System::method(name, SystemKind::External { trained: true }));
+        }
+        let llm_dir = p.run.path().join("llm").join(format!("k{k}"));
+        let external = |s: &System, seed: u64| -> Result<behavior_models::Scores> {
+            let recipe = &recipes[&s.name];
+            let tuned = pipeline.run(recipe, seed, &llm_dir.join(format!("seed{seed}")), resume)?;
+            let ro = LlmReadout::new(
+                &tuned.llm.model,
+                &tokens,
+                &verbaliser,
+                cfg.method.readout.clone(),
+            )?;
+            Ok(ro.score(&task.test.host)?)
+        };
+        let out = run_systems(
+            &p.run,
+            &task,
+            &systems,
+            &LoopOptions {
+                train: &cfg.train,
+                seeds: seeds.clone(),
+                eval_batch: cfg.eval_batch,
+                valid_metrics: &["R_w", "R_m", "NDCG@5"],
+                resume,
+                device,
+                external: Some(&external),
+            },
+        )?;
+        for name in &out.order {
+            let v: Vec<f64> = out.evals[name]
+                .iter()
+                .map(|e| e.metric("tail/R_m").unwrap_or(f64::NAN))
+                .collect();
+            let base = name.rsplit_once(" k=").map_or(name.as_str(), |x| x.0);
+            points.push((base.to_string(), k, v));
+        }
+    }
+    let ks: Vec<String> = cfg.few_shot.iter().map(|k| format!("k={k}")).collect();
+    let mut report = Report::new(
+        format!(
+            "Few-shot tail curve on {}: tail Rec_m with k training examples per tail class ({} seed{})",
+            p.ds.name,
+            seeds.len(),
+            if seeds.len() == 1 { "" } else { "s" }
+        ),
+        ks.iter().cloned(),
+    );
+    let mut names: Vec<String> = vec![];
+    for (n, _, _) in &points {
+        if !names.contains(n) {
+            names.push(n.clone());
+        }
+    }
+    let mut series = vec![];
+    for n in &names {
+        let row: Vec<(usize, f64)> = points
+            .iter()
+            .filter(|x| &x.0 == n)
+            .map(|x| (x.1, x.2.iter().sum::<f64>() / x.2.len().max(1) as f64))
+            .collect();
+        report.add_values(n.as_str(), &row.iter().map(|r| r.1).collect::<Vec<_>>())?;
+        series.push(behavior_eval::plot::Series {
+            name: n.clone(),
+            points: row.iter().map(|r| (r.0 as f64, 100.0 * r.1)).collect(),
+        });
+    }
+    report.add_note("Anchors keep every training example; each tail class keeps exactly min(k, n_c) (the same subset for every seed and row). Test targets are the same for every k. Paper's claim: tail behaviours learned from few (≈ 5) examples.");
+    p.run
+        .write("few_shot.md", report.to_markdown().as_bytes())?;
+    p.run.write("few_shot.csv", report.to_csv().as_bytes())?;
+    p.run.write("few_shot.json", report.to_json()?.as_bytes())?;
+    behavior_eval::plot::training_curves(
+        &p.run.path().join("few_shot.svg"),
+        "Tail Rec_m against tail examples per class",
+        "k (training examples per tail class)",
+        "tail Rec_m (%)",
+        &series,
+        false,
+    )?;
+    println!("{}", report.to_markdown());
+    let dir = p.run.finish("ok")?;
+    Ok(FewShotOutcome {
+        report,
+        points,
+        dir,
+    })
 }

@@ -68,6 +68,12 @@ enum Cmd {
         /// auxiliary conversations are read from their cache.
         #[arg(long)]
         resume: bool,
+        /// Run the few-shot tail curve instead of the table: for each k of the config's
+        /// `few_shot` list (default 0, 1, 5, 10, 20), every tail class keeps k training
+        /// examples; SFT, BehaviorLM and BehaveGPT are trained and their tail Rec_m plotted
+        /// against k (run folder `behaviorlm-fewshot/<run-id>`).
+        #[arg(long)]
+        few_shot: bool,
     },
 }
 
@@ -130,10 +136,22 @@ fn main() -> Result<()> {
             common,
             dataset,
             resume,
+            few_shot,
         } => {
             let device = setup(&common)?;
-            let out = experiments::behaviorlm::run(&common, device, dataset.as_deref(), resume)?;
-            println!("{}\nresults: {}", out.verdict, out.dir.display());
+            if few_shot {
+                let out = experiments::behaviorlm::run_few_shot(
+                    &common,
+                    device,
+                    dataset.as_deref(),
+                    resume,
+                )?;
+                println!("results: {}", out.dir.display());
+            } else {
+                let out =
+                    experiments::behaviorlm::run(&common, device, dataset.as_deref(), resume)?;
+                println!("{}\nresults: {}", out.verdict, out.dir.display());
+            }
         }
     }
     Ok(())

@@ -37,6 +37,32 @@ impl Part {
         let tensors = SeqBatch::from_windows(&host, device)?;
         Ok(Self { host, tensors })
     }
+
+    /// Removes the training signal of every window position whose target event (the event that
+    /// follows the position in the log) satisfies `drop` (target `-1`, which every class loss
+    /// skips); returns how many real positions lost their target. Used to hold some events out
+    /// of training without changing the windows' histories (e.g. few-shot tail classes).
+    pub fn drop_targets(&mut self, drop: impl Fn(u32) -> bool) -> Result<usize> {
+        let (n, l) = (self.host.n, self.host.len);
+        let mut keep = vec![true; n * l];
+        let mut dropped = 0;
+        for i in 0..n {
+            let real = self.host.lengths[i] as usize;
+            for p in l.saturating_sub(real.max(1))..l {
+                let event = self.host.index[i] as i64 - (l - 1 - p) as i64;
+                if event >= 0 && drop(event as u32) {
+                    keep[i * l + p] = false;
+                    dropped += 1;
+                }
+            }
+        }
+        let dev = self.tensors.target.device();
+        let mask = tch::Tensor::f_from_slice(&keep)?
+            .f_view([n as i64, l as i64])?
+            .f_to_device(dev)?;
+        self.tensors.target = self.tensors.target.f_where_scalarother(&mask, -1)?;
+        Ok(dropped)
+    }
 }
 
 /// Sizes of the windows a task cuts.

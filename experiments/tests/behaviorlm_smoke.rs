@@ -66,6 +66,11 @@ fn behaviorlm_smoke_preset_end_to_end_and_resume_reuses_stages() -> anyhow::Resu
     assert_eq!(a[0], b[0], "stage 1 must be shared");
     assert_eq!(b[1].key, "a-aux.b-hardest");
     assert!(a[0].aux_examples > 0 && a[0].tail_targets == 0);
+    let sft = &seed0["SFT (all targets) seed 0"][0];
+    assert!(
+        sft.tail_targets > 0,
+        "the smoke log must have tail targets: {sft:?}"
+    );
     assert!(b[1].targets > 0 && b[1].difficulty_seconds > 0.0);
     for (name, st) in seed0 {
         for s in st {
@@ -127,6 +132,47 @@ fn behaviorlm_smoke_preset_end_to_end_and_resume_reuses_stages() -> anyhow::Resu
         llm_rows(std::fs::read_to_string(o.dir.join("table.csv"))?)
     );
     Ok(())
+}
+
+#[test]
+fn few_shot_curve_smoke_keeps_k_tail_examples_per_class() -> anyhow::Result<()> {
+    tch::set_num_threads(2);
+    let out = tempfile::tempdir()?;
+    let o = experiments::behaviorlm::run_few_shot(&common(out.path()), Device::Cpu, None, false)?;
+    for f in [
+        "few_shot.md",
+        "few_shot.csv",
+        "few_shot.json",
+        "few_shot.svg",
+    ] {
+        assert!(o.dir.join(f).is_file(), "{f} missing");
+    }
+    // Three systems at k = 0 and k = 1.
+    assert_eq!(o.points.len(), 6);
+    assert_eq!(o.report.rows.len(), 3);
+    // With k = 0 the LLM's SFT stage trains on no tail target; with k = 1 on one per tail class
+    // present among its targets.
+    let read = |k: usize| -> anyhow::Result<behavior_train::behaviorlm::StageReport> {
+        let p = o.dir.join(format!("llm/k{k}/seed0/sft/stage.json"));
+        Ok(serde_json::from_str(&std::fs::read_to_string(p)?)?)
+    };
+    assert_eq!(read(0)?.tail_targets, 0);
+    assert!(read(1)?.tail_targets > 0);
+    assert_eq!(read(1)?.targets, read(0)?.targets + read(1)?.tail_targets);
+    Ok(())
+}
+
+#[test]
+fn a_missing_model_directory_is_a_clear_error() {
+    let out = tempfile::tempdir().unwrap();
+    let mut c = common(out.path());
+    c.overrides = vec!["model.path=/nonexistent/llm".into()];
+    let e = run(&c, Device::Cpu, None, false).err().expect("must fail");
+    let msg = format!("{e:#}");
+    assert!(
+        msg.contains("/nonexistent/llm") && msg.contains("config.json"),
+        "{msg}"
+    );
 }
 
 #[test]

@@ -1,12 +1,14 @@
 //! Candidate scoring: log p(answer | prompt) for K candidate answers sharing one prompt.
 //!
-//! The prompt is encoded once; its [`KvCache`](super::KvCache) is broadcast to the candidates,
-//! which run as one right-padded batch against it. Only the first `n_k - 1` tokens of each
+//! The prompt is encoded once; the candidates run against its [`KvCache`](super::KvCache) as
+//! one token tree (batch 1, each candidate's tokens attend to the prompt and to their own earlier
+//! tokens; candidates sharing a prefix share its rows). Only the first `n_k - 1` tokens of each
 //! candidate are fed (the logits after the last one are not needed).
 
 use tch::{Kind, Tensor};
 
 use super::model::LlamaForCausalLM;
+use super::readout::CandidateRows;
 use crate::{Error, Result};
 
 /// The log-likelihood of one candidate answer.
@@ -43,8 +45,9 @@ fn check_inputs(prompt: &[i64], candidates: &[Vec<i64>], vocab: i64) -> Result<(
     Ok(())
 }
 
-/// Scores K candidates after one prompt, encoding the prompt once and reusing its KV cache.
-/// Candidates run in batches of at most `chunk` (bounding memory: the cache is copied per row).
+/// Scores K candidates after one prompt, encoding the prompt once: the candidates' tokens run
+/// as a token tree over the prompt's KV cache ([`CandidateRows::score`], shared prefixes
+/// computed once), at most `chunk` rows per forward.
 pub fn score_candidates(
     model: &LlamaForCausalLM,
     prompt: &[i64],
@@ -52,6 +55,7 @@ pub fn score_candidates(
     chunk: usize,
 ) -> Result<Vec<CandidateScore>> {
     check_inputs(prompt, candidates, model.config.vocab_size)?;
+    let rows = CandidateRows::new(candidates.to_vec())?;
     let dev = model.model.embed_tokens.device();
     tch::no_grad(|| -> Result<Vec<CandidateScore>> {
         let ids = Tensor::f_from_slice(prompt)?
@@ -65,55 +69,7 @@ pub fn score_candidates(
             .f_to_kind(Kind::Float)?
             .f_log_softmax(-1, Kind::Float)?
             .f_squeeze_dim(0)?;
-        let mut out = Vec::with_capacity(candidates.len());
-        for group in candidates.chunks(chunk.max(1)) {
-            let k = group.len() as i64;
-            let nmax = group.iter().map(Vec::len).max().unwrap_or(1) as i64;
-            let mut ids = vec![0i64; (k * nmax) as usize];
-            let mut mask = vec![0i64; (k * nmax) as usize];
-            for (r, c) in group.iter().enumerate() {
-                for (t, &tok) in c.iter().enumerate() {
-                    ids[r * nmax as usize + t] = tok;
-                    mask[r * nmax as usize + t] = 1;
-                }
-            }
-            let ids = Tensor::f_from_slice(&ids)?
-                .f_view([k, nmax])?
-                .f_to_device(dev)?;
-            let mask = Tensor::f_from_slice(&mask)?
-                .f_view([k, nmax])?
-                .f_to_device(dev)?;
-            let first_lp = first.f_index_select(0, &ids.f_select(1, 0)?)?; // [k]
-            let rest = if nmax > 1 {
-                let feed = ids.f_narrow(1, 0, nmax - 1)?;
-                let feed_mask = mask.f_narrow(1, 0, nmax - 1)?;
-                let mut c = cache.expand(k)?;
-                let h = model
-                    .model
-                    .forward(&feed, Some(&feed_mask), Some(&mut c), false)?;
-                let lp = model
-                    .logits(&h)?
-                    .f_to_kind(Kind::Float)?
-                    .f_log_softmax(-1, Kind::Float)?; // [k, nmax-1, V]
-                let target = ids.f_narrow(1, 1, nmax - 1)?;
-                let tok_lp = lp
-                    .f_gather(2, &target.f_unsqueeze(-1)?, false)?
-                    .f_squeeze_dim(-1)?;
-                let m = mask.f_narrow(1, 1, nmax - 1)?.f_to_kind(Kind::Float)?;
-                tok_lp.f_mul(&m)?.f_sum_dim_intlist(1, false, Kind::Float)?
-            } else {
-                Tensor::f_zeros([k], (Kind::Float, dev))?
-            };
-            let sums = Vec::<f64>::try_from(first_lp.f_add(&rest)?.f_to_kind(Kind::Double)?)?;
-            for (c, s) in group.iter().zip(sums) {
-                out.push(CandidateScore {
-                    sum: s,
-                    mean: s / c.len() as f64,
-                    n_tokens: c.len(),
-                });
-            }
-        }
-        Ok(out)
+        rows.score(model, &cache, &first, chunk)
     })
 }
 
