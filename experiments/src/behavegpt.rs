@@ -212,6 +212,7 @@ impl BehaveGptExpConfig {
             train_stride: self.train_stride,
             max_train: self.max_train,
             max_eval: self.max_eval,
+            eval_users: 0,
         }
     }
 

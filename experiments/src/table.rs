@@ -80,6 +80,11 @@ pub struct WindowConfig {
     /// At most this many validation / test samples (0 = all): a uniform sample as for
     /// `max_train`, the same for every system and seed of a run.
     pub max_eval: usize,
+    /// Draw validation / test samples from this many users only (0 = from every user): a seeded
+    /// sample of users, then at most `max_eval` of their targets, in log order. Consecutive
+    /// targets of one user let an LLM read-out reuse the history's KV cache.
+    #[serde(default)]
+    pub eval_users: usize,
 }
 
 impl WindowConfig {
@@ -136,18 +141,25 @@ impl Task {
             .collect();
         let train_targets = subsample(&train_targets, w.max_train, seed ^ 0x7EA1);
         let train = Part::new(ds, &train_targets, w.window, device)?;
-        let valid = Part::new(
-            ds,
-            &subsample(&split.valid, w.max_eval, seed ^ 0x7A11D),
-            w.window,
-            device,
-        )?;
-        let test = Part::new(
-            ds,
-            &subsample(&split.test, w.max_eval, seed ^ 0x7E57),
-            w.window,
-            device,
-        )?;
+        let eval_targets = |targets: &[u32], salt: u64| -> Vec<u32> {
+            let targets: Vec<u32> = if w.eval_users == 0 {
+                targets.to_vec()
+            } else {
+                let users = ds.log.users();
+                let mut all: Vec<u32> = targets.iter().map(|&t| users[t as usize]).collect();
+                all.sort_unstable();
+                all.dedup();
+                let chosen = subsample(&all, w.eval_users, seed ^ 0xE5E5);
+                targets
+                    .iter()
+                    .copied()
+                    .filter(|&t| chosen.binary_search(&users[t as usize]).is_ok())
+                    .collect()
+            };
+            subsample(&targets, w.max_eval, seed ^ salt)
+        };
+        let valid = Part::new(ds, &eval_targets(&split.valid, 0x7A11D), w.window, device)?;
+        let test = Part::new(ds, &eval_targets(&split.test, 0x7E57), w.window, device)?;
         ensure!(
             train.host.n > 0 && valid.host.n > 0 && test.host.n > 0,
             "{}: an empty split part (train {}, valid {}, test {})",
