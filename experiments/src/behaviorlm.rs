@@ -327,7 +327,8 @@ impl BehaviorLmExpConfig {
         }
     }
 
-    /// The LLM rows: (row name, recipe, main row?).
+    /// The LLM rows: (row name, recipe, main row?). The greedy-generation row scores
+    /// BehaviorLM's adapter by greedy constrained generation instead of the read-out.
     pub fn llm_rows(&self) -> Vec<(String, Recipe, bool)> {
         let hard = Selection::HardestFirst;
         vec![
@@ -365,6 +366,14 @@ impl BehaviorLmExpConfig {
                 Recipe::Progressive {
                     aux: true,
                     selection: Selection::Random,
+                },
+                false,
+            ),
+            (
+                GREEDY_ROW.into(),
+                Recipe::Progressive {
+                    aux: true,
+                    selection: hard,
                 },
                 false,
             ),
@@ -478,6 +487,10 @@ impl ExperimentConfig for BehaviorLmExpConfig {
         Ok(())
     }
 }
+
+/// The row that scores BehaviorLM's adapter by greedy generation constrained to the label set
+/// (the `CandidateTrie`) instead of the closed-set read-out.
+pub const GREEDY_ROW: &str = "BehaviorLM, greedy constrained generation";
 
 /// The table's columns: the paper's names and `behavior-eval`'s metric keys.
 pub const COLUMNS: [(&str, &str); 15] = [
@@ -732,7 +745,15 @@ pub fn run(
             cfg.method.readout.clone(),
         )?;
         let t0 = std::time::Instant::now();
-        let scores = ro.score(&task.test.host)?;
+        let scores = if s.name.starts_with(GREEDY_ROW) {
+            behavior_models::llm::GreedyGeneration {
+                readout: &ro,
+                batch: 8,
+            }
+            .score(&task.test.host)?
+        } else {
+            ro.score(&task.test.host)?
+        };
         let st = ro.stats();
         tracing::info!(
             "{} seed {seed}: read-out of {} prompts in {:.1}s ({} tokens encoded of {}, {} events dropped)",

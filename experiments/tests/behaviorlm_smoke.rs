@@ -48,8 +48,8 @@ fn behaviorlm_smoke_preset_end_to_end_and_resume_reuses_stages() -> anyhow::Resu
             p.display()
         );
     }
-    // 3 reference rows + 8 LLM rows; every cell a probability where the group exists.
-    assert_eq!(o.report.rows.len(), 11);
+    // 3 reference rows + 8 LLM rows + greedy constrained generation.
+    assert_eq!(o.report.rows.len(), 12);
     let md = std::fs::read_to_string(o.dir.join("table.md"))?;
     for (col, _) in COLUMNS {
         assert!(md.contains(col), "column {col} missing");

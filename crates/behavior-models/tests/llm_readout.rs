@@ -146,3 +146,87 @@ fn the_budget_drops_old_events_and_counts_them() -> anyhow::Result<()> {
     assert!(ro.stats().dropped_events > 0);
     Ok(())
 }
+
+#[test]
+fn greedy_constrained_generation_follows_the_best_allowed_token_at_every_step() -> anyhow::Result<()>
+{
+    use behavior_models::llm::GreedyGeneration;
+    use tch::{Kind, Tensor};
+    tch::set_num_threads(1);
+    let llm = tiny();
+    let tok = llm.tokenizer.as_ref().expect("tokenizer");
+    let ds = sim();
+    let v = Verbaliser::new(&ds, VerbaliserConfig::default())?;
+    let lt = LogTokens::new(tok, None, "next?")?;
+    let ro = LlmReadout::new(
+        &llm.model,
+        &lt,
+        &v,
+        ReadoutConfig {
+            budget: 100,
+            ..ReadoutConfig::default()
+        },
+    )?;
+    let r = ds.log.user_range(1);
+    let index: Vec<u32> = (r.start + 1..r.start + 4).map(|e| e as u32).collect();
+    let prompts = ro.prompts(&index)?;
+    let classes = tch::no_grad(|| ro.generate_classes(&prompts, 2))?;
+    let cands = lt.answer_ids(&v)?;
+    for (p, &c) in prompts.iter().zip(&classes) {
+        let chosen = &cands[c as usize];
+        let full: Vec<i64> = p.iter().chain(chosen).copied().collect();
+        let lp = tch::no_grad(|| {
+            llm.model
+                .forward(&Tensor::from_slice(&full).view([1, -1]), None, None, false)
+                .unwrap()
+        })
+        .squeeze_dim(0)
+        .log_softmax(-1, Kind::Float);
+        for t in 0..chosen.len() {
+            // Tokens the trie allows after chosen[..t]: the next token of every candidate that
+            // shares that prefix.
+            let allowed: Vec<i64> = cands
+                .iter()
+                .filter(|o| o.len() > t && o[..t] == chosen[..t])
+                .map(|o| o[t])
+                .collect();
+            let at = (p.len() + t - 1) as i64;
+            let best = allowed
+                .iter()
+                .map(|&a| lp.double_value(&[at, a]))
+                .fold(f64::NEG_INFINITY, f64::max);
+            assert!(
+                lp.double_value(&[at, chosen[t]]) >= best - 1e-6,
+                "step {t}: not the best allowed token"
+            );
+        }
+    }
+    // Through the Predictor interface: one-hot rows at the generated classes.
+    let samples = SequenceBatch {
+        n: index.len(),
+        len: 1,
+        history: vec![0; index.len()],
+        hist_weekday: vec![0; index.len()],
+        hist_slot: vec![0; index.len()],
+        hist_location: vec![0; index.len()],
+        lengths: vec![0; index.len()],
+        target: vec![0; index.len()],
+        target_weekday: vec![0; index.len()],
+        target_slot: vec![0; index.len()],
+        target_location: vec![0; index.len()],
+        target_intent: None,
+        user: vec![0; index.len()],
+        index: index.clone(),
+    };
+    let g = GreedyGeneration {
+        readout: &ro,
+        batch: 3,
+    };
+    let s = g.score(&samples)?;
+    for (i, &c) in classes.iter().enumerate() {
+        let row = s.row(i);
+        assert_eq!(row.iter().sum::<f32>(), 1.0);
+        assert_eq!(row[c as usize], 1.0);
+    }
+    Ok(())
+}

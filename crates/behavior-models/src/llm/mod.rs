@@ -47,7 +47,7 @@ pub use model::{
     Attention, DecoderLayer, KvCache, LlamaForCausalLM, LlamaModel, Mlp, Proj, RmsNorm, Rotary,
 };
 pub use packed::{AnswerSpan, LogTokens, PackStats, PackedExample};
-pub use readout::{CandidateRows, LlmReadout, Norm, ReadoutConfig, ReadoutStats};
+pub use readout::{CandidateRows, GreedyGeneration, LlmReadout, Norm, ReadoutConfig, ReadoutStats};
 pub use score::{score_candidates, score_candidates_naive, CandidateScore};
 pub use sft::{
     answer_logits, collate, collate_packed, sft_loss, sft_loss_weighted, token_budget_batches,

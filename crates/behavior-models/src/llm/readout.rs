@@ -402,3 +402,79 @@ impl Predictor for LlmReadout<'_> {
         Scores::new(values, samples.n, k)
     }
 }
+
+impl LlmReadout<'_> {
+    /// Greedy generation constrained to the label set (a [`CandidateTrie`](super::CandidateTrie)
+    /// over the candidates): the class each prompt's greedy answer spells, `batch` prompts per
+    /// [`generate`](super::generate) call. Each prompt is encoded in full (no cache reuse
+    /// across prompts).
+    pub fn generate_classes(&self, prompts: &[Vec<i64>], batch: usize) -> Result<Vec<u32>> {
+        let cands = self.rows.candidates();
+        let trie = super::CandidateTrie::new(cands)?;
+        let index: std::collections::HashMap<&[i64], u32> = cands
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.as_slice(), i as u32))
+            .collect();
+        let cfg = super::GenerationConfig {
+            max_new_tokens: cands.iter().map(Vec::len).max().unwrap_or(1),
+            temperature: 0.0,
+            top_p: 1.0,
+            n_samples: 1,
+            stop_tokens: vec![],
+            pad_token: 0,
+            seed: Some(0),
+        };
+        let mut out = Vec::with_capacity(prompts.len());
+        for group in prompts.chunks(batch.max(1)) {
+            for (i, samples) in super::generate(self.model, group, &cfg, Some(&trie))?
+                .into_iter()
+                .enumerate()
+            {
+                let toks = samples.into_iter().next().unwrap_or_default();
+                let c = index.get(toks.as_slice()).copied().ok_or_else(|| {
+                    Error::Config(format!(
+                        "constrained generation spelled {toks:?} after prompt {}, which is no \
+                         candidate",
+                        out.len() + i
+                    ))
+                })?;
+                out.push(c);
+            }
+            let mut st = self.stats.borrow_mut();
+            st.prompts += group.len();
+            st.prompt_tokens += group.iter().map(Vec::len).sum::<usize>();
+            st.encoded_tokens += group.iter().map(Vec::len).sum::<usize>();
+        }
+        Ok(out)
+    }
+}
+
+/// Greedy constrained generation as a [`Predictor`]: the generated class scores 1, every other
+/// class 0 (so its ranking metrics treat the rest as tied). Reported beside the read-out.
+#[derive(Debug)]
+pub struct GreedyGeneration<'a> {
+    /// The read-out whose model, prompts and candidates it uses.
+    pub readout: &'a LlmReadout<'a>,
+    /// Prompts per `generate` call.
+    pub batch: usize,
+}
+
+impl Predictor for GreedyGeneration<'_> {
+    fn n_classes(&self) -> usize {
+        self.readout.rows.len()
+    }
+
+    /// # Shapes
+    /// `samples.n` targets → `[samples.n, K]` one-hot rows.
+    fn score(&self, samples: &SequenceBatch) -> Result<Scores> {
+        let prompts = self.readout.prompts(&samples.index)?;
+        let classes = tch::no_grad(|| self.readout.generate_classes(&prompts, self.batch))?;
+        let k = self.readout.rows.len();
+        let mut values = vec![0.0f32; samples.n * k];
+        for (i, c) in classes.into_iter().enumerate() {
+            values[i * k + c as usize] = 1.0;
+        }
+        Scores::new(values, samples.n, k)
+    }
+}
