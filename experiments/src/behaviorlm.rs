@@ -770,7 +770,7 @@ pub fn run(
         Ok(scores)
     };
     let out = run_systems(
-        &run,
+        run,
         &task,
         &systems,
         &LoopOptions {
@@ -791,7 +791,7 @@ pub fn run(
     )?;
 
     // Cheap vs exact difficulty under the stage-1 model of the first seed.
-    let difficulty_agreement = difficulty_agreement(&cfg, &pipeline, &run, common.seed, resume)?;
+    let difficulty_agreement = difficulty_agreement(cfg, &pipeline, run, common.seed, resume)?;
 
     // The table.
     let title = format!(
@@ -826,9 +826,9 @@ pub fn run(
         report.add_note(l.clone());
     }
     report.add_note(verdict.clone());
-    write_outputs(&run, &report, &out, &COLUMNS.map(|c| c.1))?;
-    write_class_recall(&run, &out, &task, &verbaliser)?;
-    fig1(&run, &split, &verbaliser, &model_dir, &tokens, device)?;
+    write_outputs(run, &report, &out, &COLUMNS.map(|c| c.1))?;
+    write_class_recall(run, &out, &task, &verbaliser)?;
+    fig1(run, split, &verbaliser, model_dir, &tokens, device)?;
     let md = report.to_markdown();
     println!("{md}");
     let dir = p.run.finish("ok")?;
