@@ -103,12 +103,15 @@ mod tests {
 
     #[test]
     fn points_on_a_line_have_their_spread_on_the_first_component() {
-        // y = 2x: all variance along (1, 2)/√5; scores are ±|p − mean|.
-        let pts: Vec<Vec<f64>> = (0..5).map(|i| vec![i as f64, 2.0 * i as f64]).collect();
+        // y = 2x: all variance along (1, 2)/√5, so the scores are (x − mean x)·√5, with the sign
+        // that makes the largest |score| (x = 7) positive.
+        let xs = [0.0, 1.0, 2.0, 3.0, 7.0];
+        let pts: Vec<Vec<f64>> = xs.iter().map(|&x| vec![x, 2.0 * x]).collect();
         let p = project(&pts, 2).unwrap();
-        let want: Vec<f64> = (0..5).map(|i| (i as f64 - 2.0) * 5f64.sqrt()).collect();
-        for i in 0..5 {
-            assert!((p[i][0] - want[i]).abs() < 1e-9, "{:?}", p[i]);
+        let mean = xs.iter().sum::<f64>() / 5.0;
+        for (i, x) in xs.iter().enumerate() {
+            let want = (x - mean) * 5f64.sqrt();
+            assert!((p[i][0] - want).abs() < 1e-9, "{:?} vs {want}", p[i]);
             assert!(p[i][1].abs() < 1e-6);
         }
     }
