@@ -39,22 +39,9 @@ const SEQ: i64 = 128;
 /// Candidates of the closed-set read-out bench (the simulator has 204 classes).
 const SCORE_K: usize = 200;
 
-fn model_dir() -> Option<PathBuf> {
-    let cache = std::env::var_os("BEHAVIOR_LAB_CACHE")
-        .map(PathBuf::from)
-        .or_else(|| {
-            std::env::var_os("XDG_CACHE_HOME").map(|x| PathBuf::from(x).join("behavior-lab"))
-        })
-        .or_else(|| {
-            std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/behavior-lab"))
-        })?;
-    let d = cache.join("smollm2-135m-instruct");
-    d.join("config.json").exists().then_some(d)
-}
-
 /// The imported SmolLM2, or random weights of its shape.
 fn load(lora: Option<LoraConfig>) -> (nn::VarStore, LlamaForCausalLM, bool) {
-    if let Some(d) = model_dir() {
+    if let Some(d) = behavior_models::llm::bootstrap_model_dir() {
         let llm = Llm::load(
             &d,
             &LoadOptions {
@@ -251,7 +238,7 @@ fn side_by_side() {
         .arg(BATCH.to_string())
         .arg("--seq")
         .arg(SEQ.to_string());
-    if let Some(d) = model_dir() {
+    if let Some(d) = behavior_models::llm::bootstrap_model_dir() {
         cmd.arg("--model-dir").arg(d);
     }
     match cmd.output() {

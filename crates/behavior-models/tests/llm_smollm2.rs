@@ -9,28 +9,13 @@
 //! the same imported weights (fixture by `scripts/smollm2_reference.py`), greedy continuation of
 //! "The capital of France is" containing "Paris", and candidate scoring ranking " Paris" first.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use behavior_models::llm::{
     chatml, generate, score_candidates, ChatMessage, GenerationConfig, Llm, LoadOptions,
     SMOLLM2_SYSTEM,
 };
 use tch::{Kind, Tensor};
-
-fn cache_dir() -> Option<PathBuf> {
-    if let Some(c) = std::env::var_os("BEHAVIOR_LAB_CACHE") {
-        return Some(PathBuf::from(c));
-    }
-    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
-        return Some(PathBuf::from(x).join("behavior-lab"));
-    }
-    std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache/behavior-lab"))
-}
-
-fn model_dir() -> Option<PathBuf> {
-    let d = cache_dir()?.join("smollm2-135m-instruct");
-    d.join("config.json").exists().then_some(d)
-}
 
 #[derive(serde::Deserialize)]
 struct Reference {
@@ -48,13 +33,13 @@ fn reference() -> Reference {
 
 #[test]
 fn smollm2_tokenizer_perplexity_and_greedy_paris() {
-    let Some(dir) = model_dir() else {
+    let Some(dir) = behavior_models::llm::bootstrap_model_dir() else {
         behavior_data::skip::skip(
             behavior_data::skip::REQUIRE_MODEL,
             "smollm2_tokenizer_perplexity_and_greedy_paris",
             &format!(
                 "no imported SmolLM2 under {:?} (run scripts/bootstrap-smollm2.sh)",
-                cache_dir()
+                behavior_models::llm::cache_dir()
             ),
         );
         return;
