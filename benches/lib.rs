@@ -12,6 +12,23 @@ pub const TRAIN_L: i64 = 50;
 /// Sequences per step.
 pub const TRAIN_B: i64 = 256;
 
+/// The command line of the `fit_steps` and `train_phases` examples, `[d layers heads]
+/// [--malloc-cache]` (sizes default to 64 2 2): applies `--malloc-cache` (glibc keeps freed
+/// memory) and returns the bench's BehaveGPT config at those sizes. A size that is not a
+/// number is an error naming it.
+pub fn example_config(args: &[String]) -> Result<BehaveGptConfig, String> {
+    if args.iter().any(|a| a == "--malloc-cache") {
+        behavior_models::device::retain_freed_cpu_memory();
+    }
+    let nums = args
+        .iter()
+        .filter(|a| !a.starts_with("--"))
+        .map(|a| a.parse::<i64>().map_err(|_| format!("not a number: {a}")))
+        .collect::<Result<Vec<_>, _>>()?;
+    let arg = |i: usize, default: i64| nums.get(i).copied().unwrap_or(default);
+    Ok(train_config(arg(0, 64), arg(1, 2), arg(2, 2)))
+}
+
 /// The bench's BehaveGPT: concat combine, 500 locations, 48 slots, `ff = 4d`, dropout 0.1.
 pub fn train_config(d: i64, layers: i64, heads: i64) -> BehaveGptConfig {
     BehaveGptConfig {

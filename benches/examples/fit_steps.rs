@@ -5,8 +5,7 @@
 //! reference (which reports the median step after 3 warm-up steps).
 //!
 //! `cargo run --release -p behavior-benches --example fit_steps -- [d] [layers] [heads] [--malloc-cache]`
-use anyhow::Context;
-use behavior_benches::{train_batch, train_config, TRAIN_B, TRAIN_K};
+use behavior_benches::{train_batch, TRAIN_B, TRAIN_K};
 use behavior_models::behavegpt::BehaveGpt;
 use behavior_train::{fit, FitOptions, Loss, LossConfig, TrainConfig};
 use std::collections::BTreeMap;
@@ -16,19 +15,7 @@ use tch::Device;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    if args.iter().any(|a| a == "--malloc-cache") {
-        behavior_models::device::retain_freed_cpu_memory();
-    }
-    let nums = args
-        .iter()
-        .filter(|a| !a.starts_with("--"))
-        .map(|a| {
-            a.parse::<i64>()
-                .with_context(|| format!("not a number: {a}"))
-        })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    let arg = |i: usize, default: i64| nums.get(i).copied().unwrap_or(default);
-    let cfg = train_config(arg(0, 64), arg(1, 2), arg(2, 2));
+    let cfg = behavior_benches::example_config(&args).map_err(anyhow::Error::msg)?;
     tch::set_num_threads(2);
     tch::manual_seed(0);
     let mut vs = VarStore::new(Device::Cpu);
