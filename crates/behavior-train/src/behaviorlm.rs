@@ -397,19 +397,16 @@ impl crate::Batches for MixedSftData {
         self.device
     }
     fn batch(&self, host: &[i64], _device: &Tensor) -> Result<MixedBatch> {
-        let n = self.main.len();
         let refs: Vec<&PackedExample> = host
             .iter()
             .map(|&i| {
-                let i = i as usize;
-                if i < n {
-                    &self.main[i]
-                } else {
-                    &self.aux[i - n]
-                }
+                self.item(i).ok_or_else(|| {
+                    Error::Config(format!("MixedSftData: item {i} of {}", self.len()))
+                })
             })
-            .collect();
+            .collect::<Result<_>>()?;
         let (batch, weights) = collate_packed(&refs, self.pad_id, self.device)?;
+        let n = self.main.len();
         Ok(MixedBatch {
             batch,
             weights,
@@ -417,18 +414,21 @@ impl crate::Batches for MixedSftData {
         })
     }
     fn tokens(&self, host: &[i64]) -> u64 {
-        let n = self.main.len();
         host.iter()
-            .map(|&i| {
-                let i = i as usize;
-                let e = if i < n {
-                    self.main.get(i)
-                } else {
-                    self.aux.get(i - n)
-                };
-                e.map_or(0, |e| e.len() as u64)
-            })
+            .map(|&i| self.item(i).map_or(0, |e| e.len() as u64))
             .sum()
+    }
+}
+
+impl MixedSftData {
+    /// Item `i`: a behaviour sequence for `i < main.len()`, else an auxiliary example.
+    fn item(&self, i: i64) -> Option<&PackedExample> {
+        let (i, n) = (usize::try_from(i).ok()?, self.main.len());
+        if i < n {
+            self.main.get(i)
+        } else {
+            self.aux.get(i - n)
+        }
     }
 }
 
