@@ -162,7 +162,7 @@ impl BehaviorLmExpConfig {
                 window: 32,
                 train_stride: 4,
                 max_train: 30_000,
-                max_eval: 150,
+                max_eval: 100,
                 eval_users: 10,
             },
             model: ModelConfig {
@@ -180,12 +180,12 @@ impl BehaviorLmExpConfig {
                     ..LoraConfig::default()
                 },
                 pack: PackConfig {
-                    max_len: 256,
+                    max_len: 512,
                     overlap: 4,
                     context: 8,
                 },
-                stage_a: stage(30, 2, 1e-3),
-                stage_b: stage(20, 2, 5e-4),
+                stage_a: stage(30, 1, 1e-3),
+                stage_b: stage(20, 1, 5e-4),
                 aux_ratio: 0.2,
                 aux_weight: 1.0,
                 difficulty: DifficultyKind::Cheap,
@@ -204,7 +204,7 @@ impl BehaviorLmExpConfig {
             // over-corrects there); override with `--set` for another data set.
             behavegpt_loss: LossConfig::KlDro { lambda: 1.0 },
             sasrec: sasrec(64),
-            train: neural(600, 128, 100),
+            train: neural(400, 128, 100),
             markov_alpha: 1.0,
             eval_batch: 512,
             few_shot: vec![0, 1, 5, 10, 20],
@@ -274,9 +274,11 @@ impl BehaviorLmExpConfig {
             },
             // SmolLM2-135M-Instruct on 2 CPU cores (≈ 200 tokens/s forward, ≈ 100 tokens/s LoRA
             // training): a 60-behaviour simulator scenario (the read-out scores every class
-            // after every test prompt), 150 test targets from 10 users (consecutive targets
-            // reuse the history's KV cache), stages of 30 / 20 steps of 2 × 256 tokens; sized to
-            // finish in under 2 h.
+            // after every test prompt), 100 test targets from 10 users (consecutive targets
+            // reuse the history's KV cache), stages of 30 / 20 steps of one 512-token packed
+            // sequence, 400-step neural references; sized to finish in under 2 h. For Foursquare
+            // (210 classes, so ≈ 3.5× the candidate tokens per target) the README's run sets
+            // `windows.max_eval=60`.
             Preset::Cpu => Self {
                 sim: SimConfig {
                     users: 300,
@@ -1113,6 +1115,9 @@ pub fn run_few_shot(
         .map(|s| common.seed + s)
         .collect();
     let mut points: Vec<(String, usize, Vec<f64>)> = vec![];
+    // A-tuning trains on the anchor-labelled targets only, which every k keeps in full: the
+    // anchor stage of the first k is copied to the others instead of retrained (checked below).
+    let mut anchor_stage: Option<(usize, Vec<u32>)> = None;
     for &k in &cfg.few_shot {
         // The same kept subset for every seed of a point (the seed varies the training only).
         let keep_llm: Vec<u32> =
@@ -1171,10 +1176,26 @@ pub fn run_few_shot(
         for name in recipes.keys() {
             systems.push(System::method(name, SystemKind::External { trained: true }));
         }
-        let llm_dir = p.run.path().join("llm").join(format!("k{k}"));
+        let anchor_targets: Vec<u32> = keep_llm.iter().copied().filter(|&e| !is_tail(e)).collect();
+        let share_from = match &anchor_stage {
+            None => {
+                anchor_stage = Some((k, anchor_targets));
+                None
+            }
+            Some((k0, first)) => (*first == anchor_targets).then_some(*k0),
+        };
+        let llm_root = p.run.path().join("llm");
+        let llm_dir = llm_root.join(format!("k{k}"));
         let external = |s: &System, seed: u64| -> Result<behavior_models::Scores> {
             let recipe = &recipes[&s.name];
-            let tuned = pipeline.run(recipe, seed, &llm_dir.join(format!("seed{seed}")), resume)?;
+            let seed_dir = llm_dir.join(format!("seed{seed}"));
+            if let (Some(k0), Some(key)) = (share_from, recipe.anchor_key()) {
+                let src = llm_root.join(format!("k{k0}/seed{seed}")).join(&key);
+                if behavior_train::behaviorlm::copy_stage(&src, &seed_dir.join(&key))? {
+                    tracing::info!("few-shot k = {k}: anchor stage {key} shared from k = {k0}");
+                }
+            }
+            let tuned = pipeline.run(recipe, seed, &seed_dir, resume)?;
             let ro = LlmReadout::new(
                 &tuned.llm.model,
                 &tokens,

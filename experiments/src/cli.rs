@@ -9,7 +9,8 @@ use std::path::PathBuf;
 pub enum Preset {
     /// Seconds; what the test suite runs.
     Smoke,
-    /// At most about 30 minutes on 2 CPU cores.
+    /// Sized for 2 CPU cores: at most 2 h per experiment and data set (each README states the
+    /// measured wall time).
     Cpu,
     /// Full size, for one GPU.
     Gpu,
@@ -28,8 +29,8 @@ impl std::fmt::Display for Preset {
 /// Options shared by every experiment subcommand.
 #[derive(Debug, Clone, Args)]
 pub struct CommonArgs {
-    /// Size preset: `smoke` (seconds; used by the tests), `cpu` (at most ~30 min on 2 cores) or
-    /// `gpu` (full size, one GPU). A preset changes sizes, never code paths.
+    /// Size preset: `smoke` (seconds; used by the tests), `cpu` (2 CPU cores, at most 2 h per
+    /// data set) or `gpu` (full size, one GPU). A preset changes sizes, never code paths.
     #[arg(long, value_enum, default_value_t = Preset::Smoke)]
     pub preset: Preset,
     /// A TOML file whose keys override the preset's values. Unknown keys are an error.

@@ -170,6 +170,18 @@ fn few_shot_curve_smoke_keeps_k_tail_examples_per_class() -> anyhow::Result<()> 
     assert_eq!(read(0)?.tail_targets, 0);
     assert!(read(1)?.tail_targets > 0);
     assert_eq!(read(1)?.targets, read(0)?.targets + read(1)?.tail_targets);
+    // The anchor stage trains on the same (all-anchor) targets for every k: k = 1 reuses the
+    // adapter of k = 0, byte for byte, and its B stage continues from it.
+    let a = |k: usize, f: &str| std::fs::read(o.dir.join(format!("llm/k{k}/seed0/a-aux/{f}")));
+    assert_eq!(a(1, "stage.json")?, a(0, "stage.json")?);
+    assert_eq!(
+        a(1, "adapter/adapter_model.safetensors")?,
+        a(0, "adapter/adapter_model.safetensors")?
+    );
+    assert!(o
+        .dir
+        .join("llm/k1/seed0/a-aux.b-hardest/stage.json")
+        .is_file());
     Ok(())
 }
 

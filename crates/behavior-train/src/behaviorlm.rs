@@ -725,6 +725,42 @@ impl Recipe {
     pub fn is_trained(&self) -> bool {
         !matches!(self, Self::ZeroShot)
     }
+
+    /// The folder key of the recipe's anchor stage (A-tuning), when it has one.
+    pub fn anchor_key(&self) -> Option<String> {
+        self.stages()
+            .into_iter()
+            .find(|(_, kind)| matches!(kind, StageKind::Anchor { .. }))
+            .map(|(key, _)| key)
+    }
+}
+
+/// Copies a finished stage (`stage.json` and `adapter/`) from `src` to `dst` so that
+/// [`Pipeline::run`] reuses it there; `Ok(false)` when `src` is not finished or `dst` already is.
+/// Only valid when the stage would have trained on the same targets with the same seed and
+/// config (the few-shot curve shares the anchor stage: every k keeps every anchor target).
+/// `stage.json` is written last (to a temp name, then renamed): it marks the copy finished.
+pub fn copy_stage(src: &std::path::Path, dst: &std::path::Path) -> Result<bool> {
+    let done = |d: &std::path::Path| {
+        d.join("stage.json").exists() && d.join("adapter/adapter_model.safetensors").exists()
+    };
+    if !done(src) || done(dst) {
+        return Ok(false);
+    }
+    let io = |path: &std::path::Path| {
+        let path = path.to_path_buf();
+        move |source| Error::Io { path, source }
+    };
+    let adapter = dst.join("adapter");
+    std::fs::create_dir_all(&adapter).map_err(io(&adapter))?;
+    for f in ["adapter_config.json", "adapter_model.safetensors"] {
+        std::fs::copy(src.join("adapter").join(f), adapter.join(f))
+            .map_err(io(&adapter.join(f)))?;
+    }
+    let tmp = dst.join("stage.json.tmp");
+    std::fs::copy(src.join("stage.json"), &tmp).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, dst.join("stage.json")).map_err(io(&dst.join("stage.json")))?;
+    Ok(true)
 }
 
 /// What one stage did (written as `stage.json` beside its adapter).
