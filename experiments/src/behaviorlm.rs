@@ -72,6 +72,10 @@ pub struct BehaviorLmExpConfig {
     pub llm_targets_per_user: usize,
     /// BehaviorLM's stages, packing, selection and read-out.
     pub method: BehaviorLmConfig,
+    /// How B-tuning picks its per-class quota in the BehaviorLM rows (and B alone, w/o aux, the
+    /// greedy row and the few-shot curve): `{ kind = "hardest-first" }` (default),
+    /// `{ kind = "stratified", bins = 4 }`; the random-selection ablation stays random.
+    pub selection: Selection,
     /// Auxiliary conversations (generated once by the base model, cached in the run folder).
     pub aux: AuxConfig,
     /// Training targets on which the cheap and the exact difficulty are compared (0 = skip).
@@ -197,6 +201,7 @@ impl BehaviorLmExpConfig {
                     ..ReadoutConfig::default()
                 },
             },
+            selection: Selection::HardestFirst,
             aux: AuxConfig::default(),
             difficulty_sample: 60,
             behavegpt: bgpt(64, 2, 4),
@@ -332,7 +337,7 @@ impl BehaviorLmExpConfig {
     /// The LLM rows: (row name, recipe, main row?). The greedy-generation row scores
     /// BehaviorLM's adapter by greedy constrained generation instead of the read-out.
     pub fn llm_rows(&self) -> Vec<(String, Recipe, bool)> {
-        let hard = Selection::HardestFirst;
+        let hard = self.selection;
         vec![
             ("NT (zero-shot)".into(), Recipe::ZeroShot, true),
             ("SFT (all targets)".into(), Recipe::Sft, true),
@@ -817,6 +822,19 @@ pub fn run(
         if cfg.llm_targets_per_user == 0 { "all".to_string() } else { cfg.llm_targets_per_user.to_string() },
         task.test.host.n
     ));
+    report.add_note(format!(
+        "B-tuning keeps at most {} training targets per class, chosen {} by the {} difficulty (`selection`, `method.quota`, `method.difficulty`).",
+        cfg.method.quota,
+        match cfg.selection {
+            Selection::HardestFirst => "hardest first".to_string(),
+            Selection::Stratified { bins } => format!("equally from {bins} difficulty bins"),
+            Selection::Random => "at random".to_string(),
+        },
+        match cfg.method.difficulty {
+            DifficultyKind::Cheap => "cheap (answer token NLL)",
+            DifficultyKind::Exact => "exact (1 − p(y|x))",
+        }
+    ));
     report.add_note("Published (BehaviorLM, weighted precision of the full method): 63.17 Honor, 64.4 App Usage, 35.08 Foursquare NYC (with a 7B–8B LLM). The LLM here sees the target's weekday and time in its prompt; BehaveGPT and SASRec do not.");
     if let Some(r) = difficulty_agreement {
         report.add_note(format!(
@@ -941,7 +959,8 @@ fn claim(
         let b = find(other)?;
         if let Some((d, lo, hi, p)) = compare(&tail, method, b, ClaimMetric::MacroRecall)? {
             lines.push(format!(
-                "Tail Rec_m of {method} − {b}: {d:+.2} points (95 % CI {lo:+.2} … {hi:+.2}, one-sided p = {p:.3}; paper: up to +27 / +20)."
+                "Tail Rec_m of {method} − {b}: {d:+.2} points (95 % CI {lo:+.2} … {hi:+.2}, one-sided p = {p:.3}, over {} tail test targets; paper: up to +27 / +20).",
+                tail.len()
             ));
             tail_gains.push((d, lo));
         }
@@ -950,7 +969,8 @@ fn claim(
     let anchor_change = compare(&anchor, method, sft, ClaimMetric::WeightedRecall)?;
     if let Some((d, lo, hi, _)) = anchor_change {
         lines.push(format!(
-            "Anchor Rec_w of {method} − {sft}: {d:+.2} points (95 % CI {lo:+.2} … {hi:+.2}; kept = CI lower bound above −2 points)."
+            "Anchor Rec_w of {method} − {sft}: {d:+.2} points (95 % CI {lo:+.2} … {hi:+.2}, over {} anchor test targets; kept = CI lower bound above −2 points).",
+            anchor.len()
         ));
     }
     let verdict = if tail_gains.is_empty() || anchor_change.is_none() {
@@ -1153,7 +1173,7 @@ pub fn run_few_shot(
             aux: &aux,
             device,
         };
-        let hard = Selection::HardestFirst;
+        let hard = cfg.selection;
         let recipes: BTreeMap<String, Recipe> = [
             (format!("SFT (all targets) k={k}"), Recipe::Sft),
             (

@@ -83,6 +83,45 @@ pub struct LoadReport {
     /// line without a line break (the file may have been cut inside its last field).
     #[serde(default)]
     pub warnings: Vec<String>,
+    /// How events got their intent labels, from the loaders that derive intents from another
+    /// field when asked to (LLMob Tokyo, Foursquare NYC, RecBole); `None` otherwise (the
+    /// simulator and the generic loader carry intents without a report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub intents: Option<IntentReport>,
+}
+
+/// Where a loader's intent labels came from ([`LoadReport::intents`]). Every event of a data set
+/// with intents has one: an event whose intent cannot be derived is a bad row (an error in
+/// strict mode, skipped and counted in lenient mode), never an event without a label.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntentReport {
+    /// The rule, in words (`"venue category → top-level category"`, …).
+    pub rule: String,
+    /// The sources in the order they are consulted (the first that knows a key labels it).
+    pub sources: Vec<IntentSource>,
+}
+
+/// What one source of intent labels labelled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct IntentSource {
+    /// The source: a file and field, or a table committed in this crate.
+    pub source: String,
+    /// Distinct behaviour classes whose events it labelled.
+    pub classes: u64,
+    /// Events it labelled.
+    pub events: u64,
+}
+
+impl IntentReport {
+    /// The source named `source`, if any.
+    pub fn source(&self, source: &str) -> Option<&IntentSource> {
+        self.sources.iter().find(|s| s.source == source)
+    }
+
+    /// Events labelled, over all sources.
+    pub fn events(&self) -> u64 {
+        self.sources.iter().map(|s| s.events).sum()
+    }
 }
 
 /// An event log and everything needed to interpret it.

@@ -38,7 +38,9 @@ pub mod stats;
 pub mod verbalise;
 pub mod vocab;
 
-pub use dataset::{ContextColumn, Dataset, LoadOptions, LoadReport, Strictness};
+pub use dataset::{
+    ContextColumn, Dataset, IntentReport, IntentSource, LoadOptions, LoadReport, Strictness,
+};
 pub use error::{Error, Result};
 pub use event::{Event, EventLog, EventLogBuilder};
 pub use split::{Split, SplitConfig, SplitMode};

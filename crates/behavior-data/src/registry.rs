@@ -1,6 +1,7 @@
 //! One registry of the data sets every experiment can name: canonical names, their aliases, the
-//! folder each is read from under the data root, whether its events are ordered, and one
-//! [`load`] for all of them. Also [`subsample`], the seeded uniform subsample (kept in log order)
+//! folder each is read from under the data root, whether its events are ordered, what its intent
+//! label is, and one [`load`] for all of them ([`load_intents`] for the intent-labelled
+//! variant). Also [`subsample`], the seeded uniform subsample (kept in log order)
 //! that experiments use to cap training and evaluation sizes.
 
 use crate::loaders::{self, foursquare, frappe, recbole, tsinghua};
@@ -20,6 +21,9 @@ pub struct Known {
     pub folder: Option<&'static str>,
     /// Whether its events are time-ordered per user (next-behaviour prediction needs that).
     pub ordered: bool,
+    /// What an event's intent is, when the data set has intent labels ([`load_intents`]);
+    /// `None` for data sets without them.
+    pub intent: Option<&'static str>,
 }
 
 /// Every data set the registry knows, in the order tables list them.
@@ -29,42 +33,49 @@ pub const KNOWN: [Known; 7] = [
         aliases: &["simulator"],
         folder: None,
         ordered: true,
+        intent: Some("the behaviour's category's intent, with noise (17 intents by default)"),
     },
     Known {
         name: "foursquare-nyc",
         aliases: &["foursquare"],
         folder: Some("foursquare-nyc-getnext"),
         ordered: true,
+        intent: Some("the venue category's top-level category (9 intents)"),
     },
     Known {
         name: "frappe",
         aliases: &[],
         folder: Some("frappe"),
         ordered: false,
+        intent: None,
     },
     Known {
         name: "ml-100k",
         aliases: &["movielens-100k"],
         folder: Some("ml-100k"),
         ordered: true,
+        intent: Some("the item's first listed genre (19 intents)"),
     },
     Known {
         name: "ml-100k-genre",
         aliases: &[],
         folder: Some("ml-100k"),
         ordered: true,
+        intent: Some("the item's first listed genre, the label itself (19 intents)"),
     },
     Known {
         name: "tsinghua-sample",
         aliases: &["tsinghua"],
         folder: Some("tsinghua-appusage-sample"),
         ordered: true,
+        intent: None,
     },
     Known {
         name: "llmob-tokyo",
         aliases: &["llmob"],
         folder: Some("llmob-tokyo"),
         ordered: true,
+        intent: Some("the top_category column (10 top-level categories)"),
     },
 ];
 
@@ -98,9 +109,39 @@ pub fn resolve(name: &str) -> Result<&'static Known> {
 
 /// Loads the data set `name` (or an alias): the simulator from `sim`, the others from their
 /// folder under `root` with `load` options (strict or lenient). A missing folder is
-/// [`Error::NotFound`] naming it.
+/// [`Error::NotFound`] naming it. Loaders that derive intents do not here (the simulator's
+/// events carry theirs); [`load_intents`] asks them to.
 pub fn load(name: &str, root: &Path, sim: &SimConfig, load: &LoadOptions) -> Result<Dataset> {
+    load_as(name, root, sim, load, false)
+}
+
+/// Like [`load`], with every event labelled with its intent ([`Known::intent`]; the loaders'
+/// [`crate::LoadReport::intents`] say where the labels came from). Foursquare NYC reads LLMob
+/// Tokyo's `category_map.csv` from LLMob's folder under `root`. A data set without intent
+/// labels is a configuration error naming it.
+pub fn load_intents(
+    name: &str,
+    root: &Path,
+    sim: &SimConfig,
+    load: &LoadOptions,
+) -> Result<Dataset> {
+    load_as(name, root, sim, load, true)
+}
+
+fn load_as(
+    name: &str,
+    root: &Path,
+    sim: &SimConfig,
+    load: &LoadOptions,
+    intents: bool,
+) -> Result<Dataset> {
     let known = resolve(name)?;
+    if intents && known.intent.is_none() {
+        return Err(Error::config(
+            "dataset",
+            format!("{} has no intent labels", known.name),
+        ));
+    }
     let dir = match known.folder {
         None => return simulate(sim),
         Some(f) => root.join(f),
@@ -116,6 +157,8 @@ pub fn load(name: &str, root: &Path, sim: &SimConfig, load: &LoadOptions) -> Res
         "foursquare-nyc" => foursquare::load(
             &dir,
             &foursquare::Options {
+                intents,
+                category_map: intents.then(|| llmob_category_map(root)),
                 load,
                 ..Default::default()
             },
@@ -136,6 +179,7 @@ pub fn load(name: &str, root: &Path, sim: &SimConfig, load: &LoadOptions) -> Res
                 } else {
                     recbole::Label::NextGenre
                 },
+                intents,
                 load,
                 ..Default::default()
             },
@@ -147,11 +191,21 @@ pub fn load(name: &str, root: &Path, sim: &SimConfig, load: &LoadOptions) -> Res
                 ..Default::default()
             },
         ),
-        "llmob-tokyo" => loaders::llmob::load(&dir, &load),
+        "llmob-tokyo" => {
+            loaders::llmob::load_with(&dir, &loaders::llmob::Options { intents, load })
+        }
         other => Err(Error::Invalid(format!(
             "registry: no loader wired for {other}"
         ))),
     }
+}
+
+/// LLMob Tokyo's `category_map.csv` under `root` (the map Foursquare NYC's intents use).
+pub fn llmob_category_map(root: &Path) -> std::path::PathBuf {
+    let folder = lookup("llmob-tokyo")
+        .and_then(|k| k.folder)
+        .unwrap_or("llmob-tokyo");
+    root.join(folder).join("category_map.csv")
 }
 
 /// At most `max` of `v` (`0` = all): a uniform sample without replacement drawn with `seed`,

@@ -167,3 +167,150 @@ fn llmob_tokyo_counts() {
     assert_eq!(ds.locations.num_classes(), 21_214);
     split_ok(&ds);
 }
+
+// ---- intent labels (PITuning) ------------------------------------------------------------------
+
+/// The intent name of every event, counted.
+fn intent_counts(ds: &Dataset) -> std::collections::HashMap<String, usize> {
+    let v = ds.intents.as_ref().expect("intent vocabulary");
+    let mut out = std::collections::HashMap::new();
+    for &i in ds.log.intents().expect("intent column") {
+        assert!(
+            i >= behavior_data::NUM_RESERVED,
+            "an event without an intent"
+        );
+        *out.entry(v.name(i).to_owned()).or_default() += 1;
+    }
+    out
+}
+
+#[test]
+fn llmob_tokyo_intents() {
+    let Some(dir) = require_data("llmob_tokyo_intents", "llmob-tokyo") else {
+        return;
+    };
+    let opts = loaders::llmob::Options {
+        intents: true,
+        ..Default::default()
+    };
+    let ds = loaders::llmob::load_with(&dir, &opts).unwrap();
+    assert_eq!(ds.len(), 99_536);
+    // SOURCE.md: 10 top-level categories; Shop & Service 38.5 %, Food 18.7 %.
+    assert_eq!(ds.intents.as_ref().unwrap().num_classes(), 10);
+    let counts = intent_counts(&ds);
+    assert_eq!(counts["Shop & Service"], 38_315);
+    assert_eq!(counts["Food"], 18_599);
+    let r = ds.report.intents.as_ref().unwrap();
+    assert_eq!((r.sources[0].classes, r.sources[0].events), (532, 99_536));
+    // Every event's intent is its category's top category.
+    let (beh, it) = (ds.log.behaviors(), ds.log.intents().unwrap());
+    let iv = ds.intents.as_ref().unwrap();
+    assert!((0..ds.len()).all(|i| ds.behaviors.category(beh[i]) == Some(iv.name(it[i]))));
+    split_ok(&ds);
+}
+
+#[test]
+fn foursquare_nyc_intents_cover_every_check_in() {
+    let Some(dir) = require_data(
+        "foursquare_nyc_intents_cover_every_check_in",
+        "foursquare-nyc-getnext",
+    ) else {
+        return;
+    };
+    if require_data("foursquare_nyc_intents_cover_every_check_in", "llmob-tokyo").is_none() {
+        return;
+    }
+    let root = datasets_root();
+    let map = behavior_data::registry::llmob_category_map(&root);
+    let load = |label| {
+        foursquare::load(
+            &dir,
+            &foursquare::Options {
+                label,
+                intents: true,
+                category_map: Some(map.clone()),
+                ..Default::default()
+            },
+        )
+        .unwrap()
+    };
+    // Category ids: 283 of 321 (120,754 check-ins, 81.6 %) from category_map.csv, the other 38
+    // (27,184) from the committed table; none unlabelled.
+    let ids = load(foursquare::Label::CategoryId);
+    assert_eq!(ids.len(), 147_938);
+    assert_eq!(ids.report.rows_skipped, 0);
+    let r = ids.report.intents.as_ref().unwrap();
+    assert_eq!(r.sources[0].source, map.display().to_string());
+    assert_eq!((r.sources[0].classes, r.sources[0].events), (283, 120_754));
+    assert_eq!(r.sources[1].source, foursquare::COMMITTED_TABLE);
+    assert_eq!((r.sources[1].classes, r.sources[1].events), (38, 27_184));
+    assert_eq!(r.events(), 147_938);
+    // The two `nan` rows of category_map.csv are left out, counted.
+    assert_eq!(ids.report.rows_filtered, 2);
+    // Category names: 185 of 210 from the map, 25 from the table, so every entry of the table
+    // is used and none is also in the map (the map wins).
+    let names = load(foursquare::Label::CategoryName);
+    let r = names.report.intents.as_ref().unwrap();
+    assert_eq!((r.sources[0].classes, r.sources[0].events), (185, 120_754));
+    assert_eq!(
+        (r.sources[1].classes, r.sources[1].events),
+        (foursquare::NYC_TOP_CATEGORIES.len() as u64, 27_184)
+    );
+    // 9 top categories (no "Event"); the largest is Travel & Transport (Subway, Train Station, …).
+    let counts = intent_counts(&names);
+    assert_eq!(counts.len(), 9);
+    assert_eq!(counts["Travel & Transport"], 26_657);
+    assert_eq!(counts["Residence"], 16_344);
+    assert_eq!(counts.values().sum::<usize>(), 147_938);
+    split_ok(&names);
+    // The registry's intent-labelled variant: the same labels.
+    let reg = behavior_data::registry::load_intents(
+        "foursquare-nyc",
+        &root,
+        &Default::default(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(reg.log.intents(), names.log.intents());
+    assert_eq!(reg.report.intents, names.report.intents);
+}
+
+#[test]
+fn ml_100k_genre_intents() {
+    let Some(dir) = require_data("ml_100k_genre_intents", "ml-100k") else {
+        return;
+    };
+    let opts = |label| recbole::Options {
+        label,
+        intents: true,
+        ..Default::default()
+    };
+    let ds = recbole::load(&dir, "ml-100k", &opts(recbole::Label::Item)).unwrap();
+    assert_eq!(ds.len(), 100_000);
+    assert_eq!(ds.intents.as_ref().unwrap().num_classes(), 19);
+    let r = ds.report.intents.as_ref().unwrap();
+    assert_eq!(
+        (r.sources[0].classes, r.sources[0].events),
+        (1_682, 100_000)
+    );
+    // Toy Story (Animation Children's Comedy) → Animation, its first listed genre.
+    let toy = ds.behaviors.get("Toy Story").unwrap();
+    let i = ds.log.behaviors().iter().position(|&b| b == toy).unwrap();
+    let iv = ds.intents.as_ref().unwrap();
+    assert_eq!(iv.name(ds.log.intents().unwrap()[i]), "Animation");
+    split_ok(&ds);
+    // The genre view: the intent is the label.
+    let g = recbole::load(&dir, "ml-100k", &opts(recbole::Label::NextGenre)).unwrap();
+    let gi = g.intents.as_ref().unwrap();
+    assert_eq!(gi.num_classes(), 19);
+    let (beh, it) = (g.log.behaviors(), g.log.intents().unwrap());
+    assert!((0..g.len()).all(|i| g.behaviors.name(beh[i]) == gi.name(it[i])));
+    let reg = behavior_data::registry::load_intents(
+        "ml-100k",
+        &datasets_root(),
+        &Default::default(),
+        &LoadOptions::default(),
+    )
+    .unwrap();
+    assert_eq!(reg.log.intents(), ds.log.intents());
+}

@@ -173,3 +173,29 @@ fn a_tokenizer_without_chatml_tokens_is_refused() -> anyhow::Result<()> {
     assert!(err.contains("<|im_start|>"), "{err}");
     Ok(())
 }
+
+#[test]
+fn a_behaviour_name_that_tokenizes_to_nothing_is_refused_by_name() -> anyhow::Result<()> {
+    // Without an unknown token the character-level BPE drops characters it has no token for,
+    // so a name made only of such characters encodes to nothing.
+    let path = fixtures().join("tiny-llama/tokenizer.json");
+    let mut json: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path)?)?;
+    json["model"]["unk_token"] = serde_json::Value::Null;
+    let tok = LlmTokenizer::from_json(&json.to_string(), &path)?;
+    let mut ds = sim();
+    let names: Vec<String> = (0..ds.behaviors.num_classes() as u32)
+        .map(|c| match c {
+            3 => "\u{4e2d}\u{6587}".to_string(),
+            _ => ds.behaviors.class_name(c).to_string(),
+        })
+        .collect();
+    ds.behaviors = behavior_data::Vocab::from_entries(names.iter().map(|n| (n.as_str(), None)));
+    let v = Verbaliser::new(&ds, VerbaliserConfig::default())?;
+    let lt = LogTokens::new(&tok, None, "next?")?;
+    let err = lt.answer_ids(&v).unwrap_err().to_string();
+    assert!(
+        err.contains("\u{4e2d}\u{6587}") && err.contains("tokenizes to nothing"),
+        "{err}"
+    );
+    Ok(())
+}

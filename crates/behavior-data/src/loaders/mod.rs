@@ -2,8 +2,14 @@
 //! reports a bad row as `file:line:column: reason` ([`crate::Error::Parse`]); with
 //! [`crate::Strictness::Lenient`] bad rows are skipped, counted and reported in
 //! [`crate::LoadReport`] instead. Nothing is dropped silently: rows left out by a documented
-//! rule (LSApp events other than `Opened`, merged Tsinghua traffic records) are counted in
-//! `rows_filtered`.
+//! rule (LSApp events other than `Opened`, merged Tsinghua traffic records, the `nan` rows of
+//! LLMob's `category_map.csv`) are counted in `rows_filtered`.
+//!
+//! **Intents.** LLMob Tokyo, Foursquare NYC and RecBole label events with intents when asked
+//! (`intents: true` in their options; [`crate::registry::load_intents`]): the top-level
+//! category, the top-level category through a category map, the item's first genre. An event
+//! whose intent cannot be derived is a bad row, never an event without an intent, and
+//! [`crate::LoadReport::intents`] says which source labelled how many classes and events.
 //!
 //! | data set | function | descriptor |
 //! |---|---|---|
@@ -756,6 +762,50 @@ impl Sink {
             self.warn(w);
         }
         Ok(())
+    }
+}
+
+/// Counts what each source of intent labels labelled while a loader runs, for
+/// [`crate::IntentReport`]. Count an event only once it is certain to be kept (after every check
+/// of its row), so skipped rows are not counted.
+pub(crate) struct IntentTally {
+    rule: String,
+    sources: Vec<(String, std::collections::HashSet<u32>, u64)>,
+}
+
+impl IntentTally {
+    /// A tally for `rule` over `sources`, in the order they are consulted.
+    pub fn new(rule: impl Into<String>, sources: impl IntoIterator<Item = String>) -> Self {
+        IntentTally {
+            rule: rule.into(),
+            sources: sources
+                .into_iter()
+                .map(|s| (s, Default::default(), 0))
+                .collect(),
+        }
+    }
+
+    /// One kept event of behaviour token `behavior`, labelled by source `source`.
+    pub fn count(&mut self, source: usize, behavior: u32) {
+        let (_, classes, events) = &mut self.sources[source];
+        classes.insert(behavior);
+        *events += 1;
+    }
+
+    /// The report.
+    pub fn finish(self) -> crate::IntentReport {
+        crate::IntentReport {
+            rule: self.rule,
+            sources: self
+                .sources
+                .into_iter()
+                .map(|(source, classes, events)| crate::IntentSource {
+                    source,
+                    classes: classes.len() as u64,
+                    events,
+                })
+                .collect(),
+        }
     }
 }
 
