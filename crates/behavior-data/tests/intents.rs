@@ -198,6 +198,16 @@ fn fsq_opts(label: foursquare::Label, load: LoadOptions) -> foursquare::Options 
     }
 }
 
+/// The error of a strict, intent-labelled load of `nyc_root(extra_checkins, Some(map))`.
+fn fsq_strict_err(extra_checkins: &str, map: &str) -> Error {
+    let root = nyc_root(extra_checkins, Some(map));
+    foursquare::load(
+        &root.path().join("foursquare-nyc-getnext"),
+        &fsq_opts(foursquare::Label::CategoryName, LoadOptions::default()),
+    )
+    .unwrap_err()
+}
+
 #[test]
 fn foursquare_intent_is_the_top_category_from_the_map_then_the_committed_table() {
     let root = nyc_root("", Some(CATEGORY_MAP));
@@ -308,16 +318,8 @@ fn foursquare_without_intents_is_unchanged_and_needs_no_map() {
 
 #[test]
 fn foursquare_category_in_neither_table_is_an_error_naming_file_line_and_field() {
-    let root = nyc_root(
-        "2,5,4,1333990000,-240,2012-04-09 12:46:40,0,other\n",
-        Some(CATEGORY_MAP),
-    );
-    let dir = root.path().join("foursquare-nyc-getnext");
-    let e = foursquare::load(
-        &dir,
-        &fsq_opts(foursquare::Label::CategoryName, LoadOptions::default()),
-    )
-    .unwrap_err();
+    let extra = "2,5,4,1333990000,-240,2012-04-09 12:46:40,0,other\n";
+    let e = fsq_strict_err(extra, CATEGORY_MAP);
     let (line, col, msg) = pos(&e);
     assert_eq!((line, col), (7, 3), "{msg}");
     assert!(
@@ -329,8 +331,9 @@ fn foursquare_category_in_neither_table_is_an_error_naming_file_line_and_field()
         "{msg}"
     );
     // Lenient: the check-in is skipped and counted; every kept check-in has its intent.
+    let root = nyc_root(extra, Some(CATEGORY_MAP));
     let ds = foursquare::load(
-        &dir,
+        &root.path().join("foursquare-nyc-getnext"),
         &fsq_opts(foursquare::Label::CategoryName, LoadOptions::lenient()),
     )
     .unwrap();
@@ -345,13 +348,7 @@ fn foursquare_committed_top_category_must_be_one_of_the_maps() {
     // A map without "Travel & Transport": the committed table's Subway → Travel & Transport
     // would add a top category the map does not have.
     let map = "category,top_category\nCoffee Shop,Food\nGym,Outdoors & Recreation\n";
-    let root = nyc_root("", Some(map));
-    let dir = root.path().join("foursquare-nyc-getnext");
-    let e = foursquare::load(
-        &dir,
-        &fsq_opts(foursquare::Label::CategoryName, LoadOptions::default()),
-    )
-    .unwrap_err();
+    let e = fsq_strict_err("", map);
     let (line, col, msg) = pos(&e);
     assert_eq!((line, col), (6, 3), "{msg}");
     assert!(
@@ -364,16 +361,7 @@ fn foursquare_committed_top_category_must_be_one_of_the_maps() {
 #[test]
 fn foursquare_category_map_errors_name_file_line_and_field() {
     // A duplicate name other than `nan`: both lines named.
-    let root = nyc_root(
-        "",
-        Some(&format!("{CATEGORY_MAP}Coffee Shop,Nightlife Spot\n")),
-    );
-    let dir = root.path().join("foursquare-nyc-getnext");
-    let e = foursquare::load(
-        &dir,
-        &fsq_opts(foursquare::Label::CategoryName, LoadOptions::default()),
-    )
-    .unwrap_err();
+    let e = fsq_strict_err("", &format!("{CATEGORY_MAP}Coffee Shop,Nightlife Spot\n"));
     let (line, col, msg) = pos(&e);
     assert_eq!((line, col), (7, 1), "{msg}");
     assert!(
@@ -383,25 +371,13 @@ fn foursquare_category_map_errors_name_file_line_and_field() {
     );
     // A reserved or empty top category.
     for top in ["<mask>", ""] {
-        let root = nyc_root("", Some(&format!("{CATEGORY_MAP}Park,{top}\n")));
-        let dir = root.path().join("foursquare-nyc-getnext");
-        let e = foursquare::load(
-            &dir,
-            &fsq_opts(foursquare::Label::CategoryName, LoadOptions::default()),
-        )
-        .unwrap_err();
+        let e = fsq_strict_err("", &format!("{CATEGORY_MAP}Park,{top}\n"));
         let (line, col, msg) = pos(&e);
         assert_eq!((line, col), (7, 2), "{msg}");
         assert!(msg.contains("top_category"), "{msg}");
     }
     // A missing column.
-    let root = nyc_root("", Some("category,top\nCoffee Shop,Food\n"));
-    let dir = root.path().join("foursquare-nyc-getnext");
-    let e = foursquare::load(
-        &dir,
-        &fsq_opts(foursquare::Label::CategoryName, LoadOptions::default()),
-    )
-    .unwrap_err();
+    let e = fsq_strict_err("", "category,top\nCoffee Shop,Food\n");
     assert!(pos(&e).2.contains("missing column \"top_category\""), "{e}");
 }
 

@@ -735,16 +735,19 @@ impl Recipe {
     }
 }
 
+/// Whether the stage folder `dir` holds a finished stage: its `stage.json` and its adapter (what
+/// [`Pipeline::run`] reuses instead of retraining).
+fn stage_finished(dir: &std::path::Path) -> bool {
+    dir.join("stage.json").exists() && dir.join("adapter/adapter_model.safetensors").exists()
+}
+
 /// Copies a finished stage (`stage.json` and `adapter/`) from `src` to `dst` so that
 /// [`Pipeline::run`] reuses it there; `Ok(false)` when `src` is not finished or `dst` already is.
 /// Only valid when the stage would have trained on the same targets with the same seed and
 /// config (the few-shot curve shares the anchor stage: every k keeps every anchor target).
 /// `stage.json` is written last (to a temp name, then renamed): it marks the copy finished.
 pub fn copy_stage(src: &std::path::Path, dst: &std::path::Path) -> Result<bool> {
-    let done = |d: &std::path::Path| {
-        d.join("stage.json").exists() && d.join("adapter/adapter_model.safetensors").exists()
-    };
-    if !done(src) || done(dst) {
+    if !stage_finished(src) || stage_finished(dst) {
         return Ok(false);
     }
     let io = |path: &std::path::Path| {
@@ -949,7 +952,7 @@ impl<'a> Pipeline<'a> {
     ) -> Result<StageReport> {
         let report_path = sdir.join("stage.json");
         let adapter = sdir.join("adapter");
-        if report_path.exists() && adapter.join("adapter_model.safetensors").exists() {
+        if stage_finished(sdir) {
             let text = std::fs::read_to_string(&report_path).map_err(|source| Error::Io {
                 path: report_path.clone(),
                 source,
