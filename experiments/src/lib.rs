@@ -9,5 +9,6 @@ pub mod cli;
 pub mod config;
 pub mod datasets;
 pub mod doctor;
+pub mod pituning;
 pub mod run;
 pub mod table;

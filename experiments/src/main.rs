@@ -75,6 +75,27 @@ enum Cmd {
         #[arg(long)]
         few_shot: bool,
     },
+    /// PITuning next-intent table (Table 2): count baselines, SASRec and BehaveGPT on intent
+    /// sequences, the population model (an LM backbone fed summed event embeddings, with
+    /// masked-event reconstruction and intent attention), the distilled student, + personal
+    /// fine-tuning, + adaptive unlearning, full PITuning, the ablations (focal loss and
+    /// oversampling instead of unlearning, random-init backbone, transformer from scratch, all
+    /// parameters), rare-intent recall before / after unlearning, per-user CSVs and the claims
+    /// with computed verdicts. `smoke` runs a tiny random Llama; `cpu` SmolLM2-135M-Instruct;
+    /// `gpu` any Llama / Qwen2 folder (`--set backbone=DIR`).
+    Pituning {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Data set with intent labels (overrides the config's `dataset` key): `simulator`,
+        /// `llmob-tokyo`, `foursquare`, `ml-100k`. Real data is read from `$BEHAVIOR_DATASETS`
+        /// (default `../shared/datasets`).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Continue in the run folder of `--run-id`: finished models (`models/`) and row scores
+        /// (`scores/`) are reused and interrupted trainings continue from their checkpoints.
+        #[arg(long)]
+        resume: bool,
+    },
 }
 
 fn setup(common: &CommonArgs) -> Result<tch::Device> {
@@ -152,6 +173,15 @@ fn main() -> Result<()> {
                     experiments::behaviorlm::run(&common, device, dataset.as_deref(), resume)?;
                 println!("{}\nresults: {}", out.verdict, out.dir.display());
             }
+        }
+        Cmd::Pituning {
+            common,
+            dataset,
+            resume,
+        } => {
+            let device = setup(&common)?;
+            let out = experiments::pituning::run(&common, device, dataset.as_deref(), resume)?;
+            println!("{}\nresults: {}", out.verdict, out.dir.display());
         }
     }
     Ok(())

@@ -167,6 +167,27 @@ impl Dataset {
         self.log.is_empty()
     }
 
+    /// The same events with the **intent** as the label: the behaviour column and vocabulary are
+    /// replaced by the intents (the intents stay as they are), so anything that predicts "the
+    /// behaviour" — count baselines, SASRec, BehaveGPT, the split's statistics — predicts the
+    /// intent, from intent histories. Event indices are unchanged, so a chronological split of
+    /// this view holds the same events as one of `self`. A data set without intents is an
+    /// error naming it.
+    pub fn intent_view(&self) -> crate::Result<Dataset> {
+        let (Some(vocab), Some(intents)) = (self.intents.as_ref(), self.log.intents()) else {
+            return Err(crate::Error::Invalid(format!(
+                "{}: no intent labels (load it with registry::load_intents)",
+                self.name
+            )));
+        };
+        Ok(Dataset {
+            name: format!("{} (intents)", self.name),
+            log: self.log.clone().with_behaviors(intents.to_vec())?,
+            behaviors: vocab.clone(),
+            ..self.clone()
+        })
+    }
+
     /// A one-line description: name, users, events, classes (and skipped rows and warnings).
     pub fn summary(&self) -> String {
         format!(

@@ -266,7 +266,9 @@ impl EventLogBuilder {
         self.rows.is_empty()
     }
 
-    /// Sorts by `(user, ts)` (stable: ties keep push order) and builds the log.
+    /// Sorts by `(user, ts)` (stable: ties keep push order) and builds the log. Intents are all
+    /// or nothing: when some events carry one and others do not, the build fails naming the
+    /// first event (in push order) without one, rather than labelling it with a made-up intent.
     pub fn build(self, num_slots: u16) -> Result<EventLog> {
         Ok(self.build_with_permutation(num_slots)?.0)
     }
@@ -274,6 +276,16 @@ impl EventLogBuilder {
     /// Like [`EventLogBuilder::build`], also returning `perm` with `perm[i]` = the push index of
     /// the event now at position `i` (to reorder side columns the same way).
     pub fn build_with_permutation(self, num_slots: u16) -> Result<(EventLog, Vec<u32>)> {
+        if self.has_intent {
+            if let Some(i) = self.rows.iter().position(|e| e.intent.is_none()) {
+                let e = &self.rows[i];
+                return Err(Error::Invalid(format!(
+                    "event {i} (user token {}, ts {}) has no intent while other events have one: \
+                     an intent-labelled log needs every event labelled",
+                    e.user, e.ts
+                )));
+            }
+        }
         let mut perm: Vec<u32> = (0..self.rows.len() as u32).collect();
         let rows = self.rows;
         perm.sort_by_key(|&i| (rows[i as usize].user, rows[i as usize].ts));
@@ -296,7 +308,7 @@ impl EventLogBuilder {
             loc.push(e.location);
             beh.push(e.behavior);
             if let Some(v) = intent.as_mut() {
-                v.push(e.intent.unwrap_or(crate::vocab::UNK));
+                v.push(e.intent.unwrap_or(crate::vocab::UNK)); // never UNK: checked above
             }
         }
         let log = EventLog::from_sorted_columns(user, ts, wd, slot, loc, beh, intent, num_slots)?;
@@ -318,6 +330,24 @@ mod tests {
             behavior: b,
             intent: None,
         }
+    }
+
+    #[test]
+    fn builder_refuses_a_log_where_only_some_events_have_an_intent() {
+        // Regression: the builder used to label the unlabelled events UNK, which the sample
+        // windows then read as intent class 0.
+        let mut b = EventLogBuilder::new();
+        b.push(Event {
+            intent: Some(5),
+            ..ev(1, 1, 3)
+        });
+        b.push(ev(2, 7, 4));
+        let e = b.build(24).unwrap_err().to_string();
+        assert!(e.contains("event 1") && e.contains("no intent"), "{e}");
+        let mut all = EventLogBuilder::new();
+        all.push(ev(1, 1, 3));
+        all.push(ev(2, 7, 4));
+        assert!(all.build(24).unwrap().intents().is_none());
     }
 
     #[test]

@@ -41,6 +41,8 @@ pub struct SequenceBatch {
     pub target_location: Vec<u32>,
     /// Target intent class ids, when the log has intents.
     pub target_intent: Option<Vec<u32>>,
+    /// History intent token ids, `n × L`, left-padded with PAD, when the log has intents.
+    pub hist_intent: Option<Vec<u32>>,
     /// User token id of each sample.
     pub user: Vec<u32>,
     /// Event index of each target in the log.
@@ -96,6 +98,14 @@ impl SequenceBatch {
             (slot @ None, Some(_)) => *slot = Some(Vec::with_capacity(n)),
             (slot, None) => *slot = None,
         }
+        match (&mut self.hist_intent, intents) {
+            (Some(v), Some(_)) => {
+                v.clear();
+                v.resize(n * l, PAD);
+            }
+            (slot @ None, Some(_)) => *slot = Some(vec![PAD; n * l]),
+            (slot, None) => *slot = None,
+        }
         let (beh, wd, sl, loc) = (
             log.behaviors(),
             log.weekdays(),
@@ -123,7 +133,45 @@ impl SequenceBatch {
             if let (Some(v), Some(it)) = (self.target_intent.as_mut(), intents) {
                 v.push(it[t].saturating_sub(NUM_RESERVED));
             }
+            if let (Some(v), Some(it)) = (self.hist_intent.as_mut(), intents) {
+                v[base..base + k].copy_from_slice(&it[start..t]);
+            }
         }
+    }
+
+    /// The class of the event that follows each window position, `n × L` row-major: at a real
+    /// history position `p < L − 1` the class of history event `p + 1`, at the last position
+    /// the sample's target, `-1` at padding (a window without history still has its target at
+    /// the last position). `history_tokens` are the windows' label token ids (e.g.
+    /// [`SequenceBatch::history`] or [`SequenceBatch::hist_intent`]) and `targets` the samples'
+    /// target classes; this is how a window trains every position on the next event's label
+    /// (next behaviour, or next intent).
+    pub fn position_targets(&self, history_tokens: &[u32], targets: &[u32]) -> Result<Vec<i64>> {
+        let l = self.len;
+        if history_tokens.len() != self.n * l || targets.len() != self.n {
+            return Err(Error::Invalid(format!(
+                "position_targets: {} history tokens and {} targets for {} windows of length {l}",
+                history_tokens.len(),
+                targets.len(),
+                self.n
+            )));
+        }
+        let mut out = vec![-1i64; self.n * l];
+        for i in 0..self.n {
+            let real = self.lengths[i] as usize;
+            let row = &history_tokens[i * l..(i + 1) * l];
+            for p in l - real..l {
+                out[i * l + p] = if p + 1 < l {
+                    row[p + 1] as i64 - NUM_RESERVED as i64
+                } else {
+                    targets[i] as i64
+                };
+            }
+            if real == 0 && l > 0 {
+                out[i * l + l - 1] = targets[i] as i64;
+            }
+        }
+        Ok(out)
     }
 
     /// `n × L` attention mask: true where the position holds a real event.

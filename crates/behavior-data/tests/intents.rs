@@ -564,3 +564,56 @@ fn registry_intent_variant_is_refused_for_data_sets_without_intents() {
     let ds = registry::load_intents("sim", Path::new("/x"), &sim, &LoadOptions::default()).unwrap();
     assert!(ds.intents.is_some());
 }
+
+/// The simulator's intent view: same events and order, intents as the label set; windows over the
+/// event log carry history intents, and `position_targets` gives each position the intent of the
+/// event after it (the view's own next-label targets).
+#[test]
+fn intent_view_and_position_targets_agree_with_the_event_log() {
+    let sim = SimConfig {
+        users: 6,
+        days: 3,
+        behaviors: 20,
+        ..SimConfig::default()
+    };
+    let ds = registry::load_intents("sim", Path::new("."), &sim, &LoadOptions::default()).unwrap();
+    let view = ds.intent_view().unwrap();
+    assert_eq!(view.len(), ds.len());
+    assert_eq!(view.log.behaviors(), ds.log.intents().unwrap());
+    assert_eq!(view.num_classes(), ds.intents.as_ref().unwrap().num_classes());
+    assert_eq!(view.log.users(), ds.log.users());
+    let targets: Vec<u32> = (0..ds.len() as u32).step_by(3).collect();
+    let on_events = sequence_batch(&ds.log, &targets, 5).unwrap();
+    let on_view = sequence_batch(&view.log, &targets, 5).unwrap();
+    // History intents of the event windows = history labels of the view's windows.
+    assert_eq!(on_events.hist_intent.as_deref().unwrap(), on_view.history);
+    assert_eq!(
+        on_events.target_intent.as_deref().unwrap(),
+        on_view.target.as_slice()
+    );
+    let y = on_events
+        .position_targets(
+            on_events.hist_intent.as_ref().unwrap(),
+            on_events.target_intent.as_ref().unwrap(),
+        )
+        .unwrap();
+    let intents = ds.log.intents().unwrap();
+    for i in 0..on_events.n {
+        for p in 0..5 {
+            let real = on_events.lengths[i] as usize;
+            let event = on_events.index[i] as i64 - (4 - p) as i64;
+            let want = if p + real >= 5 || (real == 0 && p == 4) {
+                (intents[event as usize] - NUM_RESERVED) as i64
+            } else {
+                -1
+            };
+            assert_eq!(y[i * 5 + p], want, "window {i} position {p}");
+        }
+    }
+    // Mismatched lengths are an error, not a panic.
+    assert!(on_events.position_targets(&on_events.history[1..], &on_events.target).is_err());
+    // A data set without intents has no intent view.
+    let plain = registry::load("sim", Path::new("."), &sim, &LoadOptions::default()).unwrap();
+    assert!(plain.intent_view().is_err());
+    assert!(sequence_batch(&plain.log, &[3], 4).unwrap().hist_intent.is_none());
+}

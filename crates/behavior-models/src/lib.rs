@@ -10,6 +10,7 @@ pub mod error;
 pub mod gru4rec;
 pub mod layers;
 pub mod llm;
+pub mod pituning;
 pub mod predictor;
 pub mod sasrec;
 pub mod zoo;

@@ -26,13 +26,14 @@ pub mod error;
 pub mod loss;
 pub mod objective;
 pub mod optim;
+pub mod pituning;
 pub mod trainer;
 
 pub use error::{Error, Result};
 pub use loss::{Loss, LossConfig};
 pub use objective::{
     mask_events, Batches, Distill, MaskedEvents, Objective, PackedSftData, Sft, SftData,
-    TeacherData, Unlearn,
+    Push, TeacherData, Unlearn,
 };
 pub use optim::{AdamW, AdamWConfig};
 pub use trainer::{

@@ -395,20 +395,34 @@ impl<M: SequenceModel + ?Sized> Objective<M, TeacherBatch> for Distill {
     }
 }
 
+/// What the forget term of [`Unlearn`] pushes the student away from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Push {
+    /// The teacher's distribution: maximise `KL(p_T ‖ p_S)` at temperature τ (SCRUB's max step;
+    /// PITuning's `−L` on `y ∈ F_i` as a soft-label loss).
+    Teacher,
+    /// The logged label: maximise `CE(p_S, y)` (classic gradient-ascent unlearning).
+    Label,
+}
+
 /// Bounded unlearning (SCRUB-style, Kurmanji et al. 2023, as one capped objective): on retain
 /// positions, distil toward the teacher ([`kd_loss`] with `alpha`); on forget positions,
-/// *maximise* the cross-entropy of the logged label, but only up to `cap` nats per position
-/// (`−min(CE, cap)`), so the push-away term is bounded below and cannot diverge. Loss =
+/// *maximise* the divergence from the teacher ([`Push::Teacher`], default) or the cross-entropy
+/// of the logged label ([`Push::Label`]), but only up to `cap` nats per position
+/// (`−min(·, cap)`), so the push-away term is bounded below and cannot diverge. Loss =
 /// `retain + β · forget_term`, each a mean over its own positions. The two parts are logged
-/// separately (`retain_loss`, `forget_ce`).
+/// separately (`retain_loss`, `forget_ce`: the capped forget term).
 #[derive(Debug)]
 pub struct Unlearn {
     /// Distillation on the retain set.
     pub distill: Distill,
     /// Weight β ≥ 0 of the forget term.
     pub beta: f64,
-    /// Cap on the forget cross-entropy (nats per position, > 0).
+    /// Cap on the forget term (nats per position, > 0).
     pub cap: f64,
+    /// What the forget term pushes away from.
+    pub push: Push,
     last: Option<(Tensor, Tensor)>,
 }
 
@@ -427,8 +441,15 @@ impl Unlearn {
             distill,
             beta,
             cap,
+            push: Push::Teacher,
             last: None,
         })
+    }
+
+    /// The same objective pushing away from `push`.
+    pub fn with_push(mut self, push: Push) -> Self {
+        self.push = push;
+        self
     }
 }
 
@@ -450,9 +471,27 @@ impl<M: SequenceModel + ?Sized> Objective<M, TeacherBatch> for Unlearn {
         )?;
         let ff = forget.f_to_kind(Kind::Float)?;
         let nf = ff.f_sum(Kind::Float)?;
-        let ce =
-            s.f_cross_entropy_loss::<Tensor>(&y.f_clamp_min(0)?, None, Reduction::None, -1, 0.0)?;
-        let capped = ce.f_clamp_max(self.cap)?;
+        let per = match self.push {
+            Push::Label => s.f_cross_entropy_loss::<Tensor>(
+                &y.f_clamp_min(0)?,
+                None,
+                Reduction::None,
+                -1,
+                0.0,
+            )?,
+            Push::Teacher => {
+                let tau = self.distill.tau;
+                let ls = s.f_div_scalar(tau)?.f_log_softmax(-1, Kind::Float)?;
+                let lt = batch
+                    .teacher
+                    .f_reshape([-1, k])?
+                    .f_detach()?
+                    .f_div_scalar(tau)?
+                    .f_log_softmax(-1, Kind::Float)?;
+                (lt.f_exp()? * (&lt - &ls)).f_sum_dim_intlist(-1, false, Kind::Float)?
+            }
+        };
+        let capped = per.f_clamp_max(self.cap)?;
         let forget_ce = (&capped * &ff).f_sum(Kind::Float)? / nf.f_clamp_min(1.0)?;
         let loss = &retain - &forget_ce * self.beta;
         if train {
@@ -645,6 +684,61 @@ mod tests {
         let y1 = Tensor::from_slice(&[0i64, -1]);
         let one = kd_loss(&s, &t, &y1, 2.0, 1.0)?.double_value(&[]);
         assert!((one - 4.0 * kl([1.0, 2.0, 0.5])).abs() < 1e-5);
+        Ok(())
+    }
+
+    /// A model whose logits are a fixed tensor (to check objectives by hand).
+    struct Fixed(Tensor);
+    impl SequenceModel for Fixed {
+        fn logits(&self, _b: &SeqBatch, _train: bool) -> behavior_models::Result<Tensor> {
+            Ok(self.0.shallow_clone())
+        }
+        fn n_classes(&self) -> i64 {
+            self.0.size()[2]
+        }
+    }
+
+    #[test]
+    fn unlearn_pushes_away_from_the_teacher_on_forget_positions_up_to_the_cap() -> Result<()> {
+        // One sequence, 2 positions, K = 3: position 0 retained, position 1 forgotten.
+        let s = Tensor::from_slice(&[1.0f32, 0.0, -1.0, 0.5, 0.5, 0.0]).view([1, 2, 3]);
+        let t = Tensor::from_slice(&[0.0f32, 2.0, 0.0, 3.0, 0.0, 0.0]).view([1, 2, 3]);
+        let z = Tensor::zeros([1, 2], (Kind::Int64, Device::Cpu));
+        let batch = TeacherBatch {
+            seq: SeqBatch {
+                weekday: z.shallow_clone(),
+                slot: z.shallow_clone(),
+                loc: z.shallow_clone(),
+                behaviour: z.shallow_clone(),
+                target: Tensor::from_slice(&[0i64, 2]).view([1, 2]),
+            },
+            teacher: t.shallow_clone(),
+            forget: Tensor::from_slice(&[false, true]).view([1, 2]),
+        };
+        let m = Fixed(s.shallow_clone());
+        let kl = |row_s: [f64; 3], row_t: [f64; 3], tau: f64| -> f64 {
+            let lsm = |r: [f64; 3]| {
+                let z: Vec<f64> = r.iter().map(|x| x / tau).collect();
+                let lse = z.iter().map(|v| v.exp()).sum::<f64>().ln();
+                z.iter().map(|v| v - lse).collect::<Vec<f64>>()
+            };
+            let (ls, lt) = (lsm(row_s), lsm(row_t));
+            (0..3).map(|i| lt[i].exp() * (lt[i] - ls[i])).sum()
+        };
+        let retain = 4.0 * kl([1.0, 0.0, -1.0], [0.0, 2.0, 0.0], 2.0);
+        let forget = kl([0.5, 0.5, 0.0], [3.0, 0.0, 0.0], 2.0);
+        let mut u = Unlearn::new(Distill::new(2.0, 1.0)?, 0.5, 10.0)?;
+        let got = u.loss(&m, &batch, true)?.double_value(&[]);
+        assert!((got - (retain - 0.5 * forget)).abs() < 1e-5, "{got}");
+        // The cap bounds the push-away term.
+        let mut capped = Unlearn::new(Distill::new(2.0, 1.0)?, 0.5, 0.01)?;
+        let got = capped.loss(&m, &batch, true)?.double_value(&[]);
+        assert!((got - (retain - 0.5 * 0.01)).abs() < 1e-5, "{got}");
+        // Push::Label maximises the label CE instead (label 2 at position 1).
+        let mut lab = Unlearn::new(Distill::new(2.0, 1.0)?, 0.5, 10.0)?.with_push(Push::Label);
+        let ce = -(0.0f64 - (0.5f64.exp() * 2.0 + 1.0).ln());
+        let got = lab.loss(&m, &batch, true)?.double_value(&[]);
+        assert!((got - (retain - 0.5 * ce)).abs() < 1e-5, "{got}");
         Ok(())
     }
 

@@ -55,6 +55,7 @@ pub use sft::{
 };
 pub use tokenizer::{chatml, ChatMessage, LlmTokenizer, SMOLLM2_SYSTEM};
 pub use weights::{
-    bootstrap_model_dir, cache_dir, load_weights, read_safetensors, write_safetensors, Llm,
+    bootstrap_model_dir, cache_dir, load_weights, load_weights_where, read_safetensors,
+    write_safetensors, Llm,
     LoadOptions, SafetensorsFile,
 };

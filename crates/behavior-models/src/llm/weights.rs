@@ -174,11 +174,22 @@ fn weight_files(dir: &Path) -> Result<BTreeMap<String, PathBuf>> {
 /// Copies the weights of a HF directory into the frozen variables of `vs` by name. LoRA
 /// variables are left alone; a missing tensor or a shape mismatch is an error naming the file.
 pub fn load_weights(vs: &nn::VarStore, dir: &Path) -> Result<()> {
+    load_weights_where(vs, dir, |_| true)
+}
+
+/// [`load_weights`] for the variables whose name `wanted` accepts (LoRA variables never): a
+/// model that embeds an LLM beside its own layers (PITuning's backbone under `model.*`) loads
+/// the checkpoint into that part only.
+pub fn load_weights_where(
+    vs: &nn::VarStore,
+    dir: &Path,
+    wanted: impl Fn(&str) -> bool,
+) -> Result<()> {
     let files = weight_files(dir)?;
     let vars = vs.variables();
     let mut by_file: BTreeMap<PathBuf, Vec<(&String, &Tensor)>> = BTreeMap::new();
     for (name, var) in &vars {
-        if name.contains(".lora_A.") || name.contains(".lora_B.") {
+        if name.contains(".lora_A.") || name.contains(".lora_B.") || !wanted(name) {
             continue;
         }
         let file = files.get(name).ok_or_else(|| Error::Safetensors {
