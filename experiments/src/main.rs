@@ -96,6 +96,23 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
+    /// Single-prediction CPU latency and peak memory of one saved PITuning model folder
+    /// (`config.json` + `model.safetensors`), loaded alone in this process: what the `pituning`
+    /// device table runs once per model. Prints a JSON report.
+    Latency {
+        /// The model folder (e.g. `results/pituning/<run>/models/student-seed0`).
+        #[arg(long)]
+        model: std::path::PathBuf,
+        /// Windows to predict, a JSON `SequenceBatch` (the run folder's `device_windows.json`).
+        #[arg(long)]
+        windows: std::path::PathBuf,
+        /// Single predictions to time (after 20 warm-up ones), cycling through the windows.
+        #[arg(long, default_value_t = 1000)]
+        predictions: usize,
+        /// Intra-op threads.
+        #[arg(long, default_value_t = 1)]
+        threads: usize,
+    },
 }
 
 fn setup(common: &CommonArgs) -> Result<tch::Device> {
@@ -182,6 +199,15 @@ fn main() -> Result<()> {
             let device = setup(&common)?;
             let out = experiments::pituning::run(&common, device, dataset.as_deref(), resume)?;
             println!("{}\nresults: {}", out.verdict, out.dir.display());
+        }
+        Cmd::Latency {
+            model,
+            windows,
+            predictions,
+            threads,
+        } => {
+            let r = experiments::pituning::latency(&model, &windows, predictions, threads)?;
+            println!("{}", serde_json::to_string(&r)?);
         }
     }
     Ok(())

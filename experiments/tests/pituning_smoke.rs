@@ -10,6 +10,8 @@ use tch::Device;
 #[test]
 fn pituning_smoke_preset_end_to_end() -> anyhow::Result<()> {
     tch::set_num_threads(2);
+    // The device table times each model in a fresh `experiments latency` process.
+    std::env::set_var("BEHAVIOR_EXPERIMENTS_BIN", env!("CARGO_BIN_EXE_experiments"));
     let out = tempfile::tempdir()?;
     let common = CommonArgs {
         preset: Preset::Smoke,
@@ -33,6 +35,9 @@ fn pituning_smoke_preset_end_to_end() -> anyhow::Result<()> {
         "rare_intents.csv",
         "rare_intents.svg",
         "training_curves.svg",
+        "device.md",
+        "device.csv",
+        "device.json",
         "models/teacher-seed0/model.safetensors",
         "models/student-seed0/config.json",
         "per_user/pituning-unlearning-fine-tuning-seed0.csv",
@@ -74,7 +79,7 @@ fn pituning_smoke_preset_end_to_end() -> anyhow::Result<()> {
         .iter()
         .map(|l| l.split(',').nth(3).unwrap().parse::<usize>().unwrap())
         .sum();
-    assert_eq!(tested, n, "every test sample belongs to one user's row");
+    assert_eq!(tested as u64, n as u64, "every test sample belongs to one user's row");
     assert!(lines[1..]
         .iter()
         .all(|l| l.split(',').nth(7).unwrap() == "3" || l.ends_with("scores this user")));
@@ -84,6 +89,22 @@ fn pituning_smoke_preset_end_to_end() -> anyhow::Result<()> {
         student.config().backbone,
         behavior_models::pituning::BackboneConfig::Transformer { .. }
     ));
+    // Device table: teacher (top blocks), teacher (all parameters), student, each timed.
+    let dev: serde_json::Value = serde_json::from_slice(&std::fs::read(o.dir.join("device.json"))?)?;
+    let dev = dev.as_array().unwrap();
+    assert_eq!(dev.len(), 3, "{dev:?}");
+    for m in dev {
+        let l = &m["latency"];
+        assert_eq!(l["predictions"], 200);
+        assert!(l["median_ms"].as_f64().unwrap() > 0.0);
+        assert!(l["p95_ms"].as_f64().unwrap() >= l["median_ms"].as_f64().unwrap());
+        assert!(l["peak_rss_mib"].as_f64().unwrap() > 0.0);
+        assert!(m["params_trainable"].as_i64().unwrap() <= m["params_total"].as_i64().unwrap());
+    }
+    assert!(
+        dev[0]["params_trainable"].as_i64().unwrap() < dev[0]["params_total"].as_i64().unwrap(),
+        "the top-blocks teacher trains part of its parameters"
+    );
     let md = std::fs::read_to_string(o.dir.join("table.md"))?;
     for needle in ["Prec_m", "paper Honor: PITuning", "Claim (unlearning helps"] {
         assert!(md.contains(needle), "table.md lacks {needle:?}");

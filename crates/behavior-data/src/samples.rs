@@ -15,7 +15,7 @@ use crate::{Dataset, Error, Result};
 
 /// A batch of sequence samples. Every `n × len` array is row-major; padded positions hold 0 in
 /// every stream (use `lengths` or [`SequenceBatch::mask`]).
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct SequenceBatch {
     /// Number of samples.
     pub n: usize,
@@ -137,6 +137,41 @@ impl SequenceBatch {
                 v[base..base + k].copy_from_slice(&it[start..t]);
             }
         }
+    }
+
+    /// The windows `rows` (in that order) as a batch of their own; an index out of range is an
+    /// error naming it.
+    pub fn select(&self, rows: &[usize]) -> Result<SequenceBatch> {
+        if let Some(&r) = rows.iter().find(|&&r| r >= self.n) {
+            return Err(Error::Invalid(format!(
+                "window {r} is out of range for a batch of {}",
+                self.n
+            )));
+        }
+        let l = self.len;
+        let per_pos = |v: &[u32]| -> Vec<u32> {
+            rows.iter()
+                .flat_map(|&r| v[r * l..(r + 1) * l].iter().copied())
+                .collect()
+        };
+        let per_row = |v: &[u32]| -> Vec<u32> { rows.iter().map(|&r| v[r]).collect() };
+        Ok(SequenceBatch {
+            n: rows.len(),
+            len: l,
+            history: per_pos(&self.history),
+            hist_weekday: per_pos(&self.hist_weekday),
+            hist_slot: per_pos(&self.hist_slot),
+            hist_location: per_pos(&self.hist_location),
+            lengths: per_row(&self.lengths),
+            target: per_row(&self.target),
+            target_weekday: per_row(&self.target_weekday),
+            target_slot: per_row(&self.target_slot),
+            target_location: per_row(&self.target_location),
+            target_intent: self.target_intent.as_deref().map(per_row),
+            hist_intent: self.hist_intent.as_deref().map(per_pos),
+            user: per_row(&self.user),
+            index: per_row(&self.index),
+        })
     }
 
     /// The class of the event that follows each window position, `n × L` row-major: at a real

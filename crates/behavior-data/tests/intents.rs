@@ -617,3 +617,19 @@ fn intent_view_and_position_targets_agree_with_the_event_log() {
     assert!(plain.intent_view().is_err());
     assert!(sequence_batch(&plain.log, &[3], 4).unwrap().hist_intent.is_none());
 }
+
+/// `select` cuts whole windows (every per-position and per-sample field) in the asked order.
+#[test]
+fn select_keeps_whole_windows_in_order() {
+    let sim = SimConfig {
+        users: 3,
+        days: 2,
+        behaviors: 20,
+        ..SimConfig::default()
+    };
+    let ds = registry::load_intents("sim", Path::new("."), &sim, &LoadOptions::default()).unwrap();
+    let all = sequence_batch(&ds.log, &[2, 9, 17, 30], 4).unwrap();
+    let picked = all.select(&[3, 1]).unwrap();
+    assert_eq!(picked, sequence_batch(&ds.log, &[30, 9], 4).unwrap());
+    assert!(all.select(&[4]).is_err());
+}

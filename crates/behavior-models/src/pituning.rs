@@ -138,6 +138,12 @@ pub struct IntentModelConfig {
     pub backbone: BackboneConfig,
     /// The intent attention head.
     pub head: IntentHeadConfig,
+    /// Per-dimension standard deviation of the projected event input at initialisation (`0` =
+    /// variance-preserving projection of the summed tables, ≈ 0.04). A pretrained backbone
+    /// expects inputs at the scale of its own token embeddings (SmolLM2-135M: 0.136); far smaller
+    /// ones reach its heads drowned by the residual stream.
+    #[serde(default)]
+    pub input_std: f64,
 }
 
 impl IntentModelConfig {
@@ -235,12 +241,16 @@ impl EventInput {
             slot: Embedding::new(&p / "slot", &table(cfg.n_slots))?,
             loc: Embedding::new(&p / "loc", &table(cfg.n_locations))?,
             event: Embedding::new(&p / "event", &table(cfg.n_events + cfg.input_offset))?,
-            proj: (d != width)
+            // The four tables (σ = 0.02 each) sum to σ ≈ 0.04 per dimension; the projection
+            // keeps that (σ_w = 1/√d_e) or scales it to `input_std`.
+            proj: (d != width || cfg.input_std > 0.0)
                 .then(|| {
-                    Linear::new(
-                        &p / "proj",
-                        &LinearConfig::new(d, width).with_std((1.0 / d as f64).sqrt()),
-                    )
+                    let std = if cfg.input_std > 0.0 {
+                        cfg.input_std / (0.04 * (d as f64).sqrt())
+                    } else {
+                        (1.0 / d as f64).sqrt()
+                    };
+                    Linear::new(&p / "proj", &LinearConfig::new(d, width).with_std(std))
                 })
                 .transpose()?,
         })
@@ -285,11 +295,11 @@ impl PRelu {
     }
 }
 
-/// `Linear(3 d_a → h) → PReLU → Linear(h → 1)` on `[x; y; x ⊙ y]`: DIN's activation unit, and
-/// (with the pooled state and the intent) the prediction layer.
+/// `Linear(n · d_a → h) → PReLU → Linear(h → 1)` on a concatenation of `n` feature vectors:
+/// DIN's activation unit (`[u; h; u ⊙ h]`) and the prediction layer.
 #[derive(Debug)]
 pub struct InteractionMlp {
-    /// `3 d_a → h`.
+    /// `n · d_a → h`.
     pub fc: Linear,
     /// Activation.
     pub act: PRelu,
@@ -298,23 +308,32 @@ pub struct InteractionMlp {
 }
 
 impl InteractionMlp {
-    /// Under `p`: `fc.*`, `act.*`, `out.*`.
-    pub fn new(p: nn::Path, d_attn: i64, d_hidden: i64) -> Result<Self> {
+    /// Under `p`: `fc.*`, `act.*`, `out.*`, for `n_inputs` vectors of width `d_attn`.
+    pub fn new(p: nn::Path, n_inputs: i64, d_attn: i64, d_hidden: i64) -> Result<Self> {
         Ok(Self {
-            fc: Linear::new(&p / "fc", &LinearConfig::new(3 * d_attn, d_hidden))?,
+            fc: Linear::new(&p / "fc", &LinearConfig::new(n_inputs * d_attn, d_hidden))?,
             act: PRelu::new(&p / "act", d_hidden)?,
             out: Linear::new(&p / "out", &LinearConfig::new(d_hidden, 1))?,
         })
     }
 
+    /// The MLP on the concatenation of `parts` (broadcast to one shape first).
+    ///
     /// # Shapes
-    /// `x, y: [.., d_a]` (broadcastable) → `[..]`.
-    pub fn forward(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
-        let shape = x.f_broadcast_to(&*(x * y).size())?;
-        let yb = y.f_broadcast_to(&*shape.size())?;
-        let z = Tensor::f_cat(&[&shape, &yb, &(&shape * &yb)], -1)?;
+    /// `parts: n × [.., d_a]` (broadcastable) → `[..]`.
+    pub fn forward(&self, parts: &[&Tensor]) -> Result<Tensor> {
+        let parts = Tensor::f_broadcast_tensors(parts)?;
+        let z = Tensor::f_cat(&parts, -1)?;
         let h = self.act.forward(&self.fc.forward(&z)?)?;
         Ok(self.out.forward(&h)?.f_squeeze_dim(-1)?)
+    }
+
+    /// DIN's activation-unit input `[x; y; x ⊙ y]`.
+    ///
+    /// # Shapes
+    /// `x, y: [.., d_a]` (broadcastable) → `[..]`.
+    pub fn interact(&self, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+        self.forward(&[x, y, &(x * y)])
     }
 }
 
@@ -322,8 +341,12 @@ impl InteractionMlp {
 /// `u_k` and each visible history state `h_j` (projected to `d_a`), the activation unit gives
 /// `a_kj = MLP([u_k; h_j; u_k ⊙ h_j])`; the pooled `v_k = Σ_j w(a)_kj h_j` ([`Pooling`]) over
 /// the positions `j ≤ i` that are not padding; the prediction layer gives the logit
-/// `z_k = MLP([v_k; u_k; v_k ⊙ u_k])`. Computed for every query position `i` at once (the
-/// activation unit does not depend on `i`, only the visibility does).
+/// `z_k = MLP([v_k; q_i; u_k ⊙ q_i; u_k ⊙ v_k])` with `q_i = h_i`, the state of the query
+/// position itself (the figure's Concat of intent, out-product and *history embedding*; as in
+/// DIN, where the pooled interest is concatenated with the other features before the MLP).
+/// Without `q_i` the head could not tell which event is the current one: the activation unit
+/// does not depend on `i`, so pooling alone dilutes the latest event among the whole window.
+/// Computed for every query position `i` at once.
 #[derive(Debug)]
 pub struct IntentAttention {
     /// History projection `d → d_a`.
@@ -349,8 +372,8 @@ impl IntentAttention {
                     ..EmbeddingConfig::new(n_intents, cfg.d_attn)
                 },
             )?,
-            activation: InteractionMlp::new(&p / "activation", cfg.d_attn, cfg.d_hidden)?,
-            prediction: InteractionMlp::new(&p / "prediction", cfg.d_attn, cfg.d_hidden)?,
+            activation: InteractionMlp::new(&p / "activation", 3, cfg.d_attn, cfg.d_hidden)?,
+            prediction: InteractionMlp::new(&p / "prediction", 4, cfg.d_attn, cfg.d_hidden)?,
             pooling: cfg.pooling,
         })
     }
@@ -364,7 +387,7 @@ impl IntentAttention {
         let h = self.proj.forward(&hidden.f_to_kind(Kind::Float)?)?; // [B, L, d_a]
         let u = &self.intent.weight; // [K, d_a]
         // a[b, j, k] from [u_k; h_j; u_k ⊙ h_j]
-        let a = self.activation.forward(&h.f_unsqueeze(2)?, u)?; // [B, L, K]
+        let a = self.activation.interact(&h.f_unsqueeze(2)?, u)?; // [B, L, K]
         let a = a.f_permute([0, 2, 1])?.f_unsqueeze(2)?; // [B, K, 1, L(j)]
         let w = match self.pooling {
             Pooling::Softmax => a
@@ -374,7 +397,8 @@ impl IntentAttention {
         }; // [B, K, L(i), L(j)]
         let v = w.f_matmul(&h.f_unsqueeze(1)?)?; // [B, K, L, d_a]
         let v = v.f_permute([0, 2, 1, 3])?; // [B, L, K, d_a]
-        self.prediction.forward(&v, u)
+        let q = h.f_unsqueeze(2)?; // [B, L, 1, d_a]
+        self.prediction.forward(&[&v, &q, &(&q * u), &(&v * u)])
     }
 }
 
@@ -695,6 +719,7 @@ mod tests {
                 d_hidden: 8,
                 pooling: Pooling::Softmax,
             },
+            input_std: 0.0,
         }
     }
 
@@ -779,11 +804,15 @@ mod tests {
                 let uk = u.get(k);
                 // visible keys for query i: real positions 1..=i
                 let a: Vec<Tensor> = (1..=i)
-                    .map(|j| head.activation.forward(&uk, &hp.get(j)).unwrap())
+                    .map(|j| head.activation.interact(&uk, &hp.get(j)).unwrap())
                     .collect();
                 let w = Tensor::stack(&a, 0).softmax(0, Kind::Float);
                 let v = (w.unsqueeze(1) * hp.narrow(0, 1, i)).sum_dim_intlist(0, false, Kind::Float);
-                let z = head.prediction.forward(&v, &uk)?.double_value(&[]);
+                let q = hp.get(i);
+                let z = head
+                    .prediction
+                    .forward(&[&v, &q, &(&q * &uk), &(&v * &uk)])?
+                    .double_value(&[]);
                 let g = got.double_value(&[0, i, k]);
                 assert!((z - g).abs() < 1e-5, "i {i} k {k}: {g} vs {z}");
             }

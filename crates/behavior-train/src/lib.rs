@@ -35,7 +35,7 @@ pub use objective::{
     mask_events, Batches, Distill, MaskedEvents, Objective, PackedSftData, Sft, SftData,
     Push, TeacherData, Unlearn,
 };
-pub use optim::{AdamW, AdamWConfig};
+pub use optim::{AdamW, AdamWConfig, LrScale};
 pub use trainer::{
     fit, score_last, EarlyStop, FitOptions, Mode, ParamSelect, TrainConfig, TrainSummary,
 };

@@ -349,7 +349,9 @@ pub fn kd_loss(
     if alpha >= 1.0 {
         return Ok(kd * alpha);
     }
-    let ce = student.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Mean, -1, 0.0)?;
+    // A sum over the labelled rows divided by their count (at least 1): with every row ignored
+    // (a batch of forget positions only) the mean-reduced CE would be 0/0 = NaN.
+    let ce = student.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::Sum, -1, 0.0)? / &n;
     Ok(kd * alpha + ce * (1.0 - alpha))
 }
 
@@ -680,6 +682,10 @@ mod tests {
         };
         let want = 4.0 * (kl([1.0, 2.0, 0.5]) + kl([-1.0, 0.0, 3.0])) / 2.0;
         assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+        // Regression: a batch whose rows are all ignored (only forget positions) is 0, not NaN.
+        let none = Tensor::from_slice(&[-1i64, -1]);
+        let z = kd_loss(&s, &t, &none, 2.0, 0.5)?.double_value(&[]);
+        assert_eq!(z, 0.0);
         // Ignored rows do not count.
         let y1 = Tensor::from_slice(&[0i64, -1]);
         let one = kd_loss(&s, &t, &y1, 2.0, 1.0)?.double_value(&[]);

@@ -22,6 +22,21 @@ pub struct AdamWConfig {
     pub eps: f64,
     /// Decoupled weight decay for the decay group (matrices outside embeddings).
     pub weight_decay: f64,
+    /// Parameter groups with their own learning rate: a variable whose name contains a group's
+    /// `pattern` (the first that matches) trains at `scale ×` the scheduled rate (PyTorch's
+    /// per-group `lr`; e.g. fresh heads at 10× a pretrained backbone). Empty: one rate for all.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub lr_scale: Vec<LrScale>,
+}
+
+/// One parameter group of [`AdamWConfig::lr_scale`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LrScale {
+    /// Substring of the variable names in the group.
+    pub pattern: String,
+    /// Multiplier of the learning rate (> 0).
+    pub scale: f64,
 }
 
 impl Default for AdamWConfig {
@@ -31,6 +46,7 @@ impl Default for AdamWConfig {
             beta2: 0.999,
             eps: 1e-8,
             weight_decay: 0.01,
+            lr_scale: Vec::new(),
         }
     }
 }
@@ -55,6 +71,16 @@ impl AdamWConfig {
                 self.weight_decay
             )));
         }
+        if let Some(g) = self
+            .lr_scale
+            .iter()
+            .find(|g| !(g.scale > 0.0 && g.scale.is_finite()) || g.pattern.is_empty())
+        {
+            return Err(Error::Config(format!(
+                "optim.lr_scale: group {:?} needs a non-empty pattern and a scale > 0, got {}",
+                g.pattern, g.scale
+            )));
+        }
         Ok(())
     }
 }
@@ -70,6 +96,7 @@ struct Param {
     name: String,
     var: Tensor,
     decay: bool,
+    lr_scale: f64,
     m: Tensor,
     v: Tensor,
 }
@@ -118,6 +145,11 @@ impl AdamW {
             .map(|(name, var)| {
                 Ok(Param {
                     decay: decays(&name, &var),
+                    lr_scale: cfg
+                        .lr_scale
+                        .iter()
+                        .find(|g| name.contains(g.pattern.as_str()))
+                        .map_or(1.0, |g| g.scale),
                     m: var.f_zeros_like()?,
                     v: var.f_zeros_like()?,
                     name,
@@ -251,6 +283,7 @@ impl AdamW {
                 if !g.defined() {
                     continue;
                 }
+                let lr = lr * p.lr_scale;
                 // In place, two temporaries per parameter (as torch's single-tensor AdamW):
                 // m ← m + (1-β₁)(g - m); v ← β₂v + g·(1-β₂)g.
                 let _ = p.m.f_lerp_(g, 1.0 - c.beta1)?;
@@ -329,6 +362,39 @@ pub fn warmup_cosine(step: u64, warmup: u64, total: u64, peak: f64, min_ratio: f
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_parameter_group_steps_at_its_own_learning_rate() -> Result<()> {
+        // First Adam step moves every element by lr · sign(g) (bias-corrected m/√v = ±1).
+        let vs = VarStore::new(tch::Device::Cpu);
+        let root = vs.root();
+        let a = root.var("head.w", &[2], tch::nn::Init::Const(0.0));
+        let b = root.var("body.w", &[2], tch::nn::Init::Const(0.0));
+        let cfg = AdamWConfig {
+            weight_decay: 0.0,
+            lr_scale: vec![LrScale {
+                pattern: "head.".into(),
+                scale: 10.0,
+            }],
+            ..AdamWConfig::default()
+        };
+        let mut opt = AdamW::new(&vs, &cfg)?;
+        let g = Tensor::from_slice(&[1.0f32, -1.0]);
+        // name order: body.w, head.w
+        opt.step_with(&[g.shallow_clone(), g.shallow_clone()], 0.01)?;
+        let got = |t: &Tensor| Vec::<f32>::try_from(t).unwrap();
+        assert!((got(&b)[0] + 0.01).abs() < 1e-6 && (got(&b)[1] - 0.01).abs() < 1e-6);
+        assert!((got(&a)[0] + 0.1).abs() < 1e-5 && (got(&a)[1] - 0.1).abs() < 1e-5);
+        let bad = AdamWConfig {
+            lr_scale: vec![LrScale {
+                pattern: "x".into(),
+                scale: 0.0,
+            }],
+            ..AdamWConfig::default()
+        };
+        assert!(bad.check().is_err());
+        Ok(())
+    }
     use tch::nn::OptimizerConfig;
     use tch::Device;
 

@@ -74,6 +74,7 @@ fn cfg(backbone: BackboneConfig) -> IntentModelConfig {
             d_hidden: 8,
             pooling: Pooling::Softmax,
         },
+        input_std: 0.0,
     }
 }
 
