@@ -20,6 +20,7 @@ use behavior_eval::claim::{assess_claim, ClaimConfig, ClaimMetric, SystemRuns, V
 use behavior_eval::plot;
 use behavior_eval::{EvalConfig, Report};
 use behavior_models::behavegpt::{BehaveGptConfig, Combine};
+use behavior_models::context::ContextLogit;
 use behavior_models::llm::{bootstrap_model_dir, LlamaConfig, LoraConfig};
 use behavior_models::pituning::{
     BackboneConfig, IntentHeadConfig, IntentModel, IntentModelConfig, Pooling,
@@ -87,6 +88,16 @@ pub struct PersonalSettings {
     pub oversample_cap: usize,
 }
 
+/// The context baseline's settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ContextConfig {
+    /// L2 weight.
+    pub alpha: f64,
+    /// L-BFGS iterations at most.
+    pub max_iterations: u64,
+}
+
 /// The experiment's config (the preset's values, then `--config`, then `--set`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -139,6 +150,8 @@ pub struct PiTuningExpConfig {
     pub behavegpt: BehaveGptConfig,
     /// Markov add-α smoothing.
     pub markov_alpha: f64,
+    /// The non-neural context baseline (multinomial logistic regression, `linfa-logistic`).
+    pub context: ContextConfig,
     /// Run the ablation rows.
     pub ablations: bool,
     /// Run the ablation rows for at most this many seeds.
@@ -272,6 +285,10 @@ impl PiTuningExpConfig {
                 ..BehaveGptConfig::sized(2, 4, 24, 32, 2, 2)
             },
             markov_alpha: 1.0,
+            context: ContextConfig {
+                alpha: 1e-3,
+                max_iterations: 200,
+            },
             ablations: true,
             ablation_seeds: 1,
             eval_batch: 128,
@@ -423,6 +440,7 @@ impl PiTuningExpConfig {
                 "BehaveGPT (intents)",
                 neural(ModelSpec::Behavegpt(self.behavegpt.clone())),
             ),
+            System::baseline(ROW_CONTEXT, SystemKind::External { trained: false }),
             System::method(ROW_POPULATION, ext.clone()),
             System::method(ROW_STUDENT, ext.clone()),
             System::method(ROW_FT, ext.clone()),
@@ -456,6 +474,7 @@ impl PiTuningExpConfig {
     }
 }
 
+const ROW_CONTEXT: &str = "context logistic regression (linfa)";
 const ROW_POPULATION: &str = "population model (teacher)";
 const ROW_STUDENT: &str = "distilled student";
 const ROW_FT: &str = "student + fine-tuning";
@@ -509,10 +528,7 @@ impl ExperimentConfig for PiTuningExpConfig {
         ] {
             t.check().with_context(|| name.to_string())?;
         }
-        self.population
-            .loss
-            .check()
-            .context("population.loss")?;
+        self.population.loss.check().context("population.loss")?;
         ensure!(
             (0.0..=1.0).contains(&self.population.p_mask),
             "population.p_mask must be in [0, 1]"
@@ -663,8 +679,19 @@ impl Ctx<'_> {
 
     /// Trains (or, when its folder holds a finished model, loads) a population model with
     /// `tuning`, `init` deciding the backbone's start; returns its folder.
-    fn population(&self, tag: &str, seed: u64, cfg: IntentModelConfig, tuning: &Tuning, pretrained: bool) -> Result<PathBuf> {
-        let dir = self.run.path().join("models").join(format!("{tag}-seed{seed}"));
+    fn population(
+        &self,
+        tag: &str,
+        seed: u64,
+        cfg: IntentModelConfig,
+        tuning: &Tuning,
+        pretrained: bool,
+    ) -> Result<PathBuf> {
+        let dir = self
+            .run
+            .path()
+            .join("models")
+            .join(format!("{tag}-seed{seed}"));
         if dir.join("model.safetensors").exists() {
             return Ok(dir);
         }
@@ -686,7 +713,12 @@ impl Ctx<'_> {
             ..self.cfg.population.clone()
         };
         let opts = FitOptions {
-            dir: Some(self.run.path().join("train").join(format!("{tag}-seed{seed}"))),
+            dir: Some(
+                self.run
+                    .path()
+                    .join("train")
+                    .join(format!("{tag}-seed{seed}")),
+            ),
             resume: self.resume,
             stop_after: None,
             progress: true,
@@ -709,7 +741,12 @@ impl Ctx<'_> {
     }
 
     fn teacher(&self, seed: u64) -> Result<PathBuf> {
-        if let Some(d) = self.state.borrow().get(&seed).and_then(|s| s.teacher.clone()) {
+        if let Some(d) = self
+            .state
+            .borrow()
+            .get(&seed)
+            .and_then(|s| s.teacher.clone())
+        {
             return Ok(d);
         }
         let tuning = self.cfg.population.tuning.clone();
@@ -719,10 +756,19 @@ impl Ctx<'_> {
     }
 
     fn student(&self, seed: u64) -> Result<PathBuf> {
-        if let Some(d) = self.state.borrow().get(&seed).and_then(|s| s.student.clone()) {
+        if let Some(d) = self
+            .state
+            .borrow()
+            .get(&seed)
+            .and_then(|s| s.student.clone())
+        {
             return Ok(d);
         }
-        let dir = self.run.path().join("models").join(format!("student-seed{seed}"));
+        let dir = self
+            .run
+            .path()
+            .join("models")
+            .join(format!("student-seed{seed}"));
         if !dir.join("model.safetensors").exists() {
             let (_tvs, teacher) = IntentModel::load(&self.teacher(seed)?, self.device)?;
             let logits = teacher_logits(&teacher, &self.train.tensors, self.cfg.eval_batch)?;
@@ -750,7 +796,12 @@ impl Ctx<'_> {
                 ..self.cfg.distill.clone()
             };
             let opts = FitOptions {
-                dir: Some(self.run.path().join("train").join(format!("student-seed{seed}"))),
+                dir: Some(
+                    self.run
+                        .path()
+                        .join("train")
+                        .join(format!("student-seed{seed}")),
+                ),
                 resume: self.resume,
                 stop_after: None,
                 progress: true,
@@ -758,7 +809,11 @@ impl Ctx<'_> {
             };
             let mut eval = |m: &IntentModel| self.eval_valid(m);
             let s = distill(&student, &mut vs, &data, &dc, &mut eval, &opts)?;
-            tracing::info!("student seed {seed}: {} steps in {:.1}s", s.steps, s.seconds);
+            tracing::info!(
+                "student seed {seed}: {} steps in {:.1}s",
+                s.steps,
+                s.seconds
+            );
             student.save(&vs, &dir)?;
         }
         self.state.borrow_mut().entry(seed).or_default().student = Some(dir.clone());
@@ -797,7 +852,11 @@ impl Ctx<'_> {
         let (_tvs, teacher) = IntentModel::load(&self.teacher(seed)?, self.device)?;
         let k = teacher.n_classes() as usize;
         let logits: Vec<f32> = if all.n > 0 {
-            let lg = teacher_logits(&teacher, &intent_tensors(&all, self.device)?, self.cfg.eval_batch)?;
+            let lg = teacher_logits(
+                &teacher,
+                &intent_tensors(&all, self.device)?,
+                self.cfg.eval_batch,
+            )?;
             Vec::<f32>::try_from(lg.contiguous().view([-1]))?
         } else {
             vec![]
@@ -872,7 +931,13 @@ impl Ctx<'_> {
         Ok(Scores::new(values, n, k)?)
     }
 
-    fn write_user_csv(&self, row: &str, seed: u64, jobs: &[UserJob], rs: &[UserResult]) -> Result<()> {
+    fn write_user_csv(
+        &self,
+        row: &str,
+        seed: u64,
+        jobs: &[UserJob],
+        rs: &[UserResult],
+    ) -> Result<()> {
         let names = self.ds.intents.as_ref().context("intent vocabulary")?;
         let mut csv = String::from(
             "user,train_windows,train_events,test_events,forget_intents,forget_positions,unlearn_steps,finetune_steps,test_accuracy,fallback\n",
@@ -891,7 +956,11 @@ impl Ctx<'_> {
             let forget: Vec<String> = r
                 .forget
                 .iter()
-                .map(|&c| names.name(c + behavior_data::NUM_RESERVED).replace(',', " "))
+                .map(|&c| {
+                    names
+                        .name(c + behavior_data::NUM_RESERVED)
+                        .replace(',', " ")
+                })
                 .collect();
             csv.push_str(&format!(
                 "{},{},{},{},{},{},{},{},{:.4},{}\n",
@@ -924,7 +993,12 @@ impl Ctx<'_> {
         .score(&self.test.host)?)
     }
 
-    fn personal_config(&self, seed: u64, unlearn: bool, finetune: Option<FinetuneConfig>) -> PersonalConfig {
+    fn personal_config(
+        &self,
+        seed: u64,
+        unlearn: bool,
+        finetune: Option<FinetuneConfig>,
+    ) -> PersonalConfig {
         let ps = &self.cfg.personal;
         PersonalConfig {
             unlearn: unlearn.then(|| ps.unlearn.clone()),
@@ -949,16 +1023,37 @@ impl Ctx<'_> {
             if c.test_index == self.test.host.index {
                 return Ok(Scores::new(c.values, c.n, c.k)?);
             }
-            tracing::warn!("{}: cached for other test samples, recomputing", cache.display());
+            tracing::warn!(
+                "{}: cached for other test samples, recomputing",
+                cache.display()
+            );
         }
         let ps = &self.cfg.personal;
         let ce = || ps.finetune.clone();
         let scores = match s.name.as_str() {
+            ROW_CONTEXT => {
+                let c = &self.cfg.context;
+                let m = ContextLogit::fit(
+                    &self.train.host,
+                    self.model_cfg.n_intents as usize,
+                    self.model_cfg.n_slots as usize,
+                    c.alpha,
+                    c.max_iterations,
+                )?;
+                let dir = self.run.path().join("models").join("context");
+                std::fs::create_dir_all(&dir)?;
+                m.save(&dir.join("context.json"))?;
+                m.score(&self.test.host)?
+            }
             ROW_POPULATION => self.score_model(&self.teacher(seed)?)?,
             ROW_STUDENT => self.score_model(&self.student(seed)?)?,
-            ROW_FT => self.personal(&s.name, seed, self.personal_config(seed, false, Some(ce())))?,
+            ROW_FT => {
+                self.personal(&s.name, seed, self.personal_config(seed, false, Some(ce())))?
+            }
             ROW_UNLEARN => self.personal(&s.name, seed, self.personal_config(seed, true, None))?,
-            ROW_FULL => self.personal(&s.name, seed, self.personal_config(seed, true, Some(ce())))?,
+            ROW_FULL => {
+                self.personal(&s.name, seed, self.personal_config(seed, true, Some(ce())))?
+            }
             ROW_FOCAL => self.personal(
                 &s.name,
                 seed,
@@ -991,11 +1086,18 @@ impl Ctx<'_> {
                 self.score_model(&d)?
             }
             ROW_SCRATCH => {
-                let d = self.population("scratch", seed, self.student_config(), &Tuning::All, false)?;
+                let d =
+                    self.population("scratch", seed, self.student_config(), &Tuning::All, false)?;
                 self.score_model(&d)?
             }
             ROW_ALL_PARAMS => {
-                let d = self.population("all-params", seed, self.teacher_config(&Tuning::All), &Tuning::All, true)?;
+                let d = self.population(
+                    "all-params",
+                    seed,
+                    self.teacher_config(&Tuning::All),
+                    &Tuning::All,
+                    true,
+                )?;
                 self.score_model(&d)?
             }
             other => anyhow::bail!("no external row named {other:?}"),
@@ -1058,7 +1160,12 @@ pub struct Outcome {
 /// Runs the experiment (`dataset` overrides the config's `dataset` key; `resume` reuses the
 /// finished models and row scores in the run folder of `--run-id` and continues interrupted
 /// trainings from their checkpoints).
-pub fn run(common: &CommonArgs, device: Device, dataset: Option<&str>, resume: bool) -> Result<Outcome> {
+pub fn run(
+    common: &CommonArgs,
+    device: Device,
+    dataset: Option<&str>,
+    resume: bool,
+) -> Result<Outcome> {
     let mut overrides = common.overrides.clone();
     if let Some(d) = dataset {
         overrides.push(format!("dataset={d}"));
@@ -1075,8 +1182,12 @@ pub fn run(common: &CommonArgs, device: Device, dataset: Option<&str>, resume: b
     } else {
         behavior_data::LoadOptions::default()
     };
-    let ds = registry::load_intents(&cfg.dataset, &root, &cfg.sim, &load)
-        .with_context(|| format!("loading {} with intents (set BEHAVIOR_DATASETS to its root)", cfg.dataset))?;
+    let ds = registry::load_intents(&cfg.dataset, &root, &cfg.sim, &load).with_context(|| {
+        format!(
+            "loading {} with intents (set BEHAVIOR_DATASETS to its root)",
+            cfg.dataset
+        )
+    })?;
     let ids = ds.intent_view()?;
     let split = Split::of_dataset(&ids, &SplitConfig::default())?;
     tracing::info!("{}", ds.summary());
@@ -1114,7 +1225,7 @@ pub fn run(common: &CommonArgs, device: Device, dataset: Option<&str>, resume: b
         n_weekdays: 7,
         d_event: cfg.d_event,
         backbone: BackboneConfig::Llama {
-            config: llama,
+            config: Box::new(llama),
             lora: None,
         },
         head: cfg.head,
@@ -1204,7 +1315,10 @@ pub fn run(common: &CommonArgs, device: Device, dataset: Option<&str>, resume: b
     let md = report.to_markdown();
     println!("{md}");
     if cfg.device_predictions > 0 {
-        println!("{}", device_table(&run, &out, &ctx.test.host, &cfg, common.seed)?);
+        println!(
+            "{}",
+            device_table(&run, &out, &ctx.test.host, &cfg, common.seed)?
+        );
     }
     let dir = run.finish("ok")?;
     Ok(Outcome {
@@ -1246,16 +1360,21 @@ fn rare_intent_plot(run: &Run, out: &Outcomes, task: &Task, ids: &Dataset) -> Re
         }
         p
     };
-    let mut order: Vec<usize> = (0..task.k).filter(|&c| present[c] && task.counts[c] > 0.0).collect();
+    let mut order: Vec<usize> = (0..task.k)
+        .filter(|&c| present[c] && task.counts[c] > 0.0)
+        .collect();
     order.sort_by(|&a, &b| task.counts[a].total_cmp(&task.counts[b]).then(a.cmp(&b)));
     order.truncate(3);
     let before = out.mean_class_recall(ROW_FT, task.k);
     let after = out.mean_class_recall(ROW_FULL, task.k);
-    let mut csv = String::from("intent,train_count,recall_before_unlearning,recall_after_unlearning\n");
+    let mut csv =
+        String::from("intent,train_count,recall_before_unlearning,recall_after_unlearning\n");
     for &c in &order {
         csv.push_str(&format!(
             "{},{},{:.4},{:.4}\n",
-            ids.behaviors.name(c as u32 + behavior_data::NUM_RESERVED).replace(',', " "),
+            ids.behaviors
+                .name(c as u32 + behavior_data::NUM_RESERVED)
+                .replace(',', " "),
             task.counts[c],
             before[c],
             after[c]
@@ -1316,7 +1435,10 @@ fn claims(out: &Outcomes, task: &Task) -> Result<(Vec<String>, String)> {
         verdicts.push(a.verdict);
     }
     let mean = |name: &str, key: &str| -> f64 {
-        let v: Vec<f64> = out.evals[name].iter().filter_map(|e| e.metric(key)).collect();
+        let v: Vec<f64> = out.evals[name]
+            .iter()
+            .filter_map(|e| e.metric(key))
+            .collect();
         if v.is_empty() {
             f64::NAN
         } else {
@@ -1327,11 +1449,21 @@ fn claims(out: &Outcomes, task: &Task) -> Result<(Vec<String>, String)> {
     let rare = if t_before.is_nan() || t_after.is_nan() {
         "not measurable (no tail intent in the test set)".to_string()
     } else if t_after > t_before {
-        format!("reproduced in direction: tail Rec_m {:.2} → {:.2} with unlearning", 100.0 * t_before, 100.0 * t_after)
+        format!(
+            "reproduced in direction: tail Rec_m {:.2} → {:.2} with unlearning",
+            100.0 * t_before,
+            100.0 * t_after
+        )
     } else {
-        format!("NOT reproduced: tail Rec_m {:.2} → {:.2} with unlearning", 100.0 * t_before, 100.0 * t_after)
+        format!(
+            "NOT reproduced: tail Rec_m {:.2} → {:.2} with unlearning",
+            100.0 * t_before,
+            100.0 * t_after
+        )
     };
-    lines.push(format!("Claim (unlearning helps the rare intents): {rare}."));
+    lines.push(format!(
+        "Claim (unlearning helps the rare intents): {rare}."
+    ));
     let (pt, ps) = (mean(ROW_POPULATION, "P_m"), mean(ROW_STUDENT, "P_m"));
     let ratio = ps / pt;
     lines.push(format!(
@@ -1382,9 +1514,11 @@ fn proc_status_mib(field: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with(field))
-                .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse::<f64>().ok()))
+            s.lines().find(|l| l.starts_with(field)).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|v| v.parse::<f64>().ok())
+            })
         })
         .map_or(0.0, |kb| kb / 1024.0)
 }
@@ -1392,7 +1526,12 @@ fn proc_status_mib(field: &str) -> f64 {
 /// Loads the model saved in `model` alone ([`IntentModel::load`]) and times `predictions` single
 /// predictions (batch 1) over the windows in `windows` (a JSON `SequenceBatch`), cycling through
 /// them, on `threads` intra-op threads. Run in a fresh process so the peak memory is the model's.
-pub fn latency(model: &Path, windows: &Path, predictions: usize, threads: usize) -> Result<LatencyReport> {
+pub fn latency(
+    model: &Path,
+    windows: &Path,
+    predictions: usize,
+    threads: usize,
+) -> Result<LatencyReport> {
     ensure!(predictions >= 1, "--predictions must be at least 1");
     tch::set_num_threads(threads.max(1) as i32);
     let rss_before = proc_status_mib("VmRSS:");
@@ -1402,12 +1541,21 @@ pub fn latency(model: &Path, windows: &Path, predictions: usize, threads: usize)
     .with_context(|| format!("parsing {}", windows.display()))?;
     ensure!(w.n >= 1, "{}: no windows", windows.display());
     let singles: Vec<SequenceBatch> = (0..w.n).map(|i| w.select(&[i])).collect::<Result<_, _>>()?;
-    let (_vs, m) = IntentModel::load(model, Device::Cpu)?;
-    let p = Neural {
-        model: &m,
-        device: Device::Cpu,
-        batch: 1,
+    // A context-baseline folder holds `context.json`; a network folder `model.safetensors`.
+    let context_file = model.join("context.json");
+    let (file, loaded): (PathBuf, Box<dyn Predictor>) = if context_file.exists() {
+        (
+            context_file.clone(),
+            Box::new(ContextLogit::load(&context_file)?),
+        )
+    } else {
+        let (vs, m) = IntentModel::load(model, Device::Cpu)?;
+        (
+            model.join("model.safetensors"),
+            Box::new(OwnedNeural { _vs: vs, model: m }),
+        )
     };
+    let p = loaded.as_ref();
     for s in singles.iter().cycle().take(20) {
         std::hint::black_box(p.score(s)?);
     }
@@ -1427,10 +1575,30 @@ pub fn latency(model: &Path, windows: &Path, predictions: usize, threads: usize)
         p95_ms: q(0.95),
         rss_before_mib: rss_before,
         peak_rss_mib: proc_status_mib("VmHWM:"),
-        file_mib: std::fs::metadata(model.join("model.safetensors"))
+        file_mib: std::fs::metadata(&file)
             .map(|m| m.len() as f64 / (1024.0 * 1024.0))
             .unwrap_or(0.0),
     })
+}
+
+/// A loaded network that owns its variables, scoring one window at a time.
+struct OwnedNeural {
+    _vs: VarStore,
+    model: IntentModel,
+}
+
+impl Predictor for OwnedNeural {
+    fn n_classes(&self) -> usize {
+        self.model.n_classes() as usize
+    }
+    fn score(&self, samples: &SequenceBatch) -> behavior_models::Result<Scores> {
+        Neural {
+            model: &self.model,
+            device: Device::Cpu,
+            batch: 1,
+        }
+        .score(samples)
+    }
 }
 
 /// The `experiments` binary to measure latency with: `$BEHAVIOR_EXPERIMENTS_BIN`, else this
@@ -1456,12 +1624,30 @@ fn param_counts(dir: &Path, tuning: &Tuning) -> Result<(i64, i64)> {
     Ok((total, trainable))
 }
 
+/// `106.50 M`, `1.92 M`, or a plain count below 100,000.
+fn count(n: i64) -> String {
+    if n >= 100_000 {
+        format!("{:.2} M", n as f64 / 1e6)
+    } else {
+        n.to_string()
+    }
+}
+
 /// The device table: for the teacher(s) and the student of the first seed, parameters (total /
 /// trainable), single-prediction latency at one thread (median, p95 over `predictions` batch-1
 /// predictions, in a fresh process each), peak resident memory, file size, and the row's
 /// accuracy columns (first seed). Written as `device.md|csv|json`.
-fn device_table(run: &Run, out: &Outcomes, test: &SequenceBatch, cfg: &PiTuningExpConfig, seed: u64) -> Result<String> {
-    let windows = run.write("device_windows.json", &serde_json::to_vec(&test.select(&(0..test.n.min(200)).collect::<Vec<_>>())?)?)?;
+fn device_table(
+    run: &Run,
+    out: &Outcomes,
+    test: &SequenceBatch,
+    cfg: &PiTuningExpConfig,
+    seed: u64,
+) -> Result<String> {
+    let windows = run.write(
+        "device_windows.json",
+        &serde_json::to_vec(&test.select(&(0..test.n.min(200)).collect::<Vec<_>>())?)?,
+    )?;
     let models = run.path().join("models");
     let mut rows: Vec<(&str, PathBuf, Tuning)> = vec![(
         ROW_POPULATION,
@@ -1469,9 +1655,18 @@ fn device_table(run: &Run, out: &Outcomes, test: &SequenceBatch, cfg: &PiTuningE
         cfg.population.tuning.clone(),
     )];
     if models.join(format!("all-params-seed{seed}")).is_dir() {
-        rows.push((ROW_ALL_PARAMS, models.join(format!("all-params-seed{seed}")), Tuning::All));
+        rows.push((
+            ROW_ALL_PARAMS,
+            models.join(format!("all-params-seed{seed}")),
+            Tuning::All,
+        ));
     }
-    rows.push((ROW_STUDENT, models.join(format!("student-seed{seed}")), Tuning::All));
+    rows.push((
+        ROW_STUDENT,
+        models.join(format!("student-seed{seed}")),
+        Tuning::All,
+    ));
+    rows.push((ROW_CONTEXT, models.join("context"), Tuning::All));
     let bin = experiments_bin();
     let predictions = cfg.device_predictions;
     let mut md = format!(
@@ -1481,10 +1676,16 @@ fn device_table(run: &Run, out: &Outcomes, test: &SequenceBatch, cfg: &PiTuningE
     let mut csv = String::from("model,params_total,params_trainable,median_ms,p95_ms,peak_rss_mib,rss_before_mib,file_mib,prec_w,prec_m,rec_m\n");
     let mut json = Vec::new();
     for (row, dir, tuning) in rows {
-        if !dir.join("model.safetensors").exists() {
+        let (total, trainable) = if row == ROW_CONTEXT {
+            match ContextLogit::load(&dir.join("context.json")) {
+                Ok(m) => (m.n_params() as i64, m.n_params() as i64),
+                Err(_) => continue,
+            }
+        } else if dir.join("model.safetensors").exists() {
+            param_counts(&dir, &tuning)?
+        } else {
             continue;
-        }
-        let (total, trainable) = param_counts(&dir, &tuning)?;
+        };
         let rep: Option<LatencyReport> = match &bin {
             Some(b) => {
                 let o = std::process::Command::new(b)
@@ -1506,22 +1707,28 @@ fn device_table(run: &Run, out: &Outcomes, test: &SequenceBatch, cfg: &PiTuningE
                 })?)
             }
             None => {
-                tracing::warn!("no experiments binary to measure latency with (set BEHAVIOR_EXPERIMENTS_BIN)");
+                tracing::warn!(
+                    "no experiments binary to measure latency with (set BEHAVIOR_EXPERIMENTS_BIN)"
+                );
                 None
             }
         };
         let e = out.evals.get(row).and_then(|v| v.first());
-        let m = |k: &str| e.and_then(|e| e.metric(k)).map_or("-".to_string(), |v| format!("{:.2}", 100.0 * v));
+        let m = |k: &str| {
+            e.and_then(|e| e.metric(k))
+                .map_or("-".to_string(), |v| format!("{:.2}", 100.0 * v))
+        };
         let f = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3}"));
         let name = match row {
             ROW_POPULATION => format!("teacher ({:?})", tuning),
             ROW_ALL_PARAMS => "teacher (all parameters)".to_string(),
+            ROW_CONTEXT => "context baseline (logistic regression, linfa)".to_string(),
             _ => "student (distilled)".to_string(),
         };
         md.push_str(&format!(
-            "| {name} | {:.2} M | {:.2} M | {} | {} | {} | {} | {} | {} | {} | {} |\n",
-            total as f64 / 1e6,
-            trainable as f64 / 1e6,
+            "| {name} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+            count(total),
+            count(trainable),
             f(rep.as_ref().map(|r| r.median_ms)),
             f(rep.as_ref().map(|r| r.p95_ms)),
             f(rep.as_ref().map(|r| r.peak_rss_mib)),

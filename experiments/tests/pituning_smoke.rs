@@ -11,7 +11,10 @@ use tch::Device;
 fn pituning_smoke_preset_end_to_end() -> anyhow::Result<()> {
     tch::set_num_threads(2);
     // The device table times each model in a fresh `experiments latency` process.
-    std::env::set_var("BEHAVIOR_EXPERIMENTS_BIN", env!("CARGO_BIN_EXE_experiments"));
+    std::env::set_var(
+        "BEHAVIOR_EXPERIMENTS_BIN",
+        env!("CARGO_BIN_EXE_experiments"),
+    );
     let out = tempfile::tempdir()?;
     let common = CommonArgs {
         preset: Preset::Smoke,
@@ -50,8 +53,8 @@ fn pituning_smoke_preset_end_to_end() -> anyhow::Result<()> {
             p.display()
         );
     }
-    // 5 baselines + 5 PITuning rows + 5 ablations (1 seed each).
-    assert_eq!(o.evaluations.len(), 15, "{:?}", o.evaluations.keys());
+    // 6 baselines + 5 PITuning rows + 5 ablations (1 seed each).
+    assert_eq!(o.evaluations.len(), 16, "{:?}", o.evaluations.keys());
     for (name, es) in &o.evaluations {
         let want = if name.starts_with("ablation") { 1 } else { 2 };
         assert_eq!(es.len(), want, "{name}");
@@ -79,7 +82,10 @@ fn pituning_smoke_preset_end_to_end() -> anyhow::Result<()> {
         .iter()
         .map(|l| l.split(',').nth(3).unwrap().parse::<usize>().unwrap())
         .sum();
-    assert_eq!(tested as u64, n as u64, "every test sample belongs to one user's row");
+    assert_eq!(
+        tested as u64, n as u64,
+        "every test sample belongs to one user's row"
+    );
     assert!(lines[1..]
         .iter()
         .all(|l| l.split(',').nth(7).unwrap() == "3" || l.ends_with("scores this user")));
@@ -90,9 +96,10 @@ fn pituning_smoke_preset_end_to_end() -> anyhow::Result<()> {
         behavior_models::pituning::BackboneConfig::Transformer { .. }
     ));
     // Device table: teacher (top blocks), teacher (all parameters), student, each timed.
-    let dev: serde_json::Value = serde_json::from_slice(&std::fs::read(o.dir.join("device.json"))?)?;
+    let dev: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(o.dir.join("device.json"))?)?;
     let dev = dev.as_array().unwrap();
-    assert_eq!(dev.len(), 3, "{dev:?}");
+    assert_eq!(dev.len(), 4, "{dev:?}");
     for m in dev {
         let l = &m["latency"];
         assert_eq!(l["predictions"], 200);

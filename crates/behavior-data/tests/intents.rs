@@ -580,7 +580,10 @@ fn intent_view_and_position_targets_agree_with_the_event_log() {
     let view = ds.intent_view().unwrap();
     assert_eq!(view.len(), ds.len());
     assert_eq!(view.log.behaviors(), ds.log.intents().unwrap());
-    assert_eq!(view.num_classes(), ds.intents.as_ref().unwrap().num_classes());
+    assert_eq!(
+        view.num_classes(),
+        ds.intents.as_ref().unwrap().num_classes()
+    );
     assert_eq!(view.log.users(), ds.log.users());
     let targets: Vec<u32> = (0..ds.len() as u32).step_by(3).collect();
     let on_events = sequence_batch(&ds.log, &targets, 5).unwrap();
@@ -611,11 +614,16 @@ fn intent_view_and_position_targets_agree_with_the_event_log() {
         }
     }
     // Mismatched lengths are an error, not a panic.
-    assert!(on_events.position_targets(&on_events.history[1..], &on_events.target).is_err());
+    assert!(on_events
+        .position_targets(&on_events.history[1..], &on_events.target)
+        .is_err());
     // A data set without intents has no intent view.
     let plain = registry::load("sim", Path::new("."), &sim, &LoadOptions::default()).unwrap();
     assert!(plain.intent_view().is_err());
-    assert!(sequence_batch(&plain.log, &[3], 4).unwrap().hist_intent.is_none());
+    assert!(sequence_batch(&plain.log, &[3], 4)
+        .unwrap()
+        .hist_intent
+        .is_none());
 }
 
 /// `select` cuts whole windows (every per-position and per-sample field) in the asked order.

@@ -5,6 +5,7 @@
 
 pub mod baselines;
 pub mod behavegpt;
+pub mod context;
 pub mod device;
 pub mod error;
 pub mod gru4rec;

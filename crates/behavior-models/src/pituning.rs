@@ -42,7 +42,7 @@ pub enum BackboneConfig {
     /// the real events of each window. `lora` adds adapters to the projections it targets.
     Llama {
         /// The decoder's config (`vocab_size` is ignored: no token table is built).
-        config: LlamaConfig,
+        config: Box<LlamaConfig>,
         /// Adapters (trainable, base frozen), when the teacher is tuned with LoRA.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         lora: Option<LoraConfig>,
@@ -386,7 +386,7 @@ impl IntentAttention {
     pub fn forward(&self, hidden: &Tensor, visible: &Tensor) -> Result<Tensor> {
         let h = self.proj.forward(&hidden.f_to_kind(Kind::Float)?)?; // [B, L, d_a]
         let u = &self.intent.weight; // [K, d_a]
-        // a[b, j, k] from [u_k; h_j; u_k ⊙ h_j]
+                                     // a[b, j, k] from [u_k; h_j; u_k ⊙ h_j]
         let a = self.activation.interact(&h.f_unsqueeze(2)?, u)?; // [B, L, K]
         let a = a.f_permute([0, 2, 1])?.f_unsqueeze(2)?; // [B, K, 1, L(j)]
         let w = match self.pooling {
@@ -450,7 +450,7 @@ impl IntentModel {
             BackboneConfig::Llama { config, lora } => {
                 let c = LlamaConfig {
                     vocab_size: 0,
-                    ..config.clone()
+                    ..(**config).clone()
                 };
                 Backbone::Llama(LlamaModel::new(p / "model", &c, lora.as_ref()))
             }
@@ -649,7 +649,9 @@ impl IntentModel {
         if let Some(extra) = f.names().into_iter().find(|n| !vars.contains_key(*n)) {
             return Err(Error::Safetensors {
                 path: st,
-                msg: format!("tensor {extra:?} is not a variable of the model config.json describes"),
+                msg: format!(
+                    "tensor {extra:?} is not a variable of the model config.json describes"
+                ),
             });
         }
         for (name, var) in &vars {
@@ -660,7 +662,11 @@ impl IntentModel {
             if t.size() != var.size() {
                 return Err(Error::Safetensors {
                     path: st.clone(),
-                    msg: format!("{name}: shape {:?}, model expects {:?}", t.size(), var.size()),
+                    msg: format!(
+                        "{name}: shape {:?}, model expects {:?}",
+                        t.size(),
+                        var.size()
+                    ),
                 });
             }
             let mut v = var.shallow_clone();
@@ -752,7 +758,7 @@ mod tests {
         for backbone in [
             transformer(),
             BackboneConfig::Llama {
-                config: LlamaConfig::tiny(),
+                config: Box::new(LlamaConfig::tiny()),
                 lora: None,
             },
         ] {
@@ -766,8 +772,14 @@ mod tests {
                 let short = m.logits(&batch(&[&[4, 9, 5, 6]]), false)?;
                 let padded = m.logits(&batch(&[&[0, 0, 4, 9, 5, 6]]), false)?;
                 assert_eq!(short.size(), [1, 4, 5]);
-                let d = (short - padded.narrow(1, 2, 4)).abs().max().double_value(&[]);
-                assert!(d < 1e-5, "{backbone:?} {pooling:?}: padding changed logits by {d}");
+                let d = (short - padded.narrow(1, 2, 4))
+                    .abs()
+                    .max()
+                    .double_value(&[]);
+                assert!(
+                    d < 1e-5,
+                    "{backbone:?} {pooling:?}: padding changed logits by {d}"
+                );
                 // Changing the last event leaves every earlier position unchanged.
                 let a = m.logits(&batch(&[&[4, 9, 5, 6]]), false)?;
                 let b = m.logits(&batch(&[&[4, 9, 5, 13]]), false)?;
@@ -807,7 +819,8 @@ mod tests {
                     .map(|j| head.activation.interact(&uk, &hp.get(j)).unwrap())
                     .collect();
                 let w = Tensor::stack(&a, 0).softmax(0, Kind::Float);
-                let v = (w.unsqueeze(1) * hp.narrow(0, 1, i)).sum_dim_intlist(0, false, Kind::Float);
+                let v =
+                    (w.unsqueeze(1) * hp.narrow(0, 1, i)).sum_dim_intlist(0, false, Kind::Float);
                 let q = hp.get(i);
                 let z = head
                     .prediction
@@ -839,8 +852,13 @@ mod tests {
         let mut other = c.clone();
         other.head.d_attn = 4;
         std::fs::write(dir.join("config.json"), serde_json::to_vec(&other)?)?;
-        let e = IntentModel::load(&dir, Device::Cpu).unwrap_err().to_string();
-        assert!(e.contains("model.safetensors") && e.contains("shape"), "{e}");
+        let e = IntentModel::load(&dir, Device::Cpu)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("model.safetensors") && e.contains("shape"),
+            "{e}"
+        );
         std::fs::remove_dir_all(&dir)?;
         Ok(())
     }
@@ -855,7 +873,7 @@ mod tests {
         };
         std::fs::write(dir.join("config.json"), serde_json::to_vec(&theirs)?)?;
         let c = cfg(BackboneConfig::Llama {
-            config: LlamaConfig::tiny(),
+            config: Box::new(LlamaConfig::tiny()),
             lora: None,
         });
         let vs = nn::VarStore::new(Device::Cpu);

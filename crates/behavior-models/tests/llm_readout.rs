@@ -215,6 +215,7 @@ fn greedy_constrained_generation_follows_the_best_allowed_token_at_every_step() 
         target_slot: vec![0; index.len()],
         target_location: vec![0; index.len()],
         target_intent: None,
+        hist_intent: None,
         user: vec![0; index.len()],
         index: index.clone(),
     };

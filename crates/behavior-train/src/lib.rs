@@ -32,8 +32,8 @@ pub mod trainer;
 pub use error::{Error, Result};
 pub use loss::{Loss, LossConfig};
 pub use objective::{
-    mask_events, Batches, Distill, MaskedEvents, Objective, PackedSftData, Sft, SftData,
-    Push, TeacherData, Unlearn,
+    mask_events, Batches, Distill, MaskedEvents, Objective, PackedSftData, Push, Sft, SftData,
+    TeacherData, Unlearn,
 };
 pub use optim::{AdamW, AdamWConfig, LrScale};
 pub use trainer::{

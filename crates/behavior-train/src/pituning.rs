@@ -7,14 +7,16 @@
 //!    which backbone parameters train is a [`Tuning`] (all, LoRA, the top `n` blocks).
 //! 2. [`distill`]: temperature KD of a small student toward the teacher's intent logits + CE
 //!    ([`Distill`] over a [`TeacherData`]).
-//! 3. + 4. [`personalise`]: for each user, a copy of the student is (optionally) unlearned with
-//!    the teacher's guidance — distil on positions whose next intent is in the retain set `R_i`,
-//!    push away (capped, [`Unlearn`]) on the forget set `F_i` chosen by a [`ForgetRule`] — then
-//!    fine-tuned on the user's own windows, and scores the user's test windows. Users run in
-//!    parallel on `workers` threads; at most `workers` student copies exist at any time.
+//! 3. and 4. [`personalise`]: for each user, a copy of the student is (optionally) unlearned
+//!    with the teacher's guidance — distil on positions whose next intent is in the retain set
+//!    `R_i`, push away (capped, [`Unlearn`]) on the forget set `F_i` chosen by a [`ForgetRule`]
+//!    — then fine-tuned on the user's own windows, and scores the user's test windows. Users run
+//!    in parallel on `workers` threads; at most `workers` student copies exist at any time.
 
 use crate::objective::{Distill, MaskedEvents, Push, TeacherData, Unlearn};
-use crate::{fit, Error, FitOptions, Loss, LossConfig, ParamSelect, Result, TrainConfig, TrainSummary};
+use crate::{
+    fit, Error, FitOptions, Loss, LossConfig, ParamSelect, Result, TrainConfig, TrainSummary,
+};
 use behavior_data::samples::SequenceBatch;
 use behavior_models::pituning::{BackboneConfig, IntentModel};
 use behavior_models::{Neural, Predictor, Scores, SeqBatch, SequenceModel};
@@ -57,7 +59,8 @@ impl Tuning {
             Self::Lora => {
                 if lora.is_none() {
                     return Err(Error::Config(
-                        "tuning = \"lora\" needs backbone.llama.lora (the adapters to train)".into(),
+                        "tuning = \"lora\" needs backbone.llama.lora (the adapters to train)"
+                            .into(),
                     ));
                 }
                 ParamSelect::Matching(heads().chain(["lora_".to_string()]).collect())
@@ -507,14 +510,12 @@ fn personalise_one(
                     behaviour: seq.behaviour.shallow_clone(),
                     target: seq.target.shallow_clone(),
                 },
-                teacher: Tensor::f_from_slice(&job.teacher)?.f_view([
-                    n as i64,
-                    l as i64,
-                    k as i64,
-                ])?,
+                teacher: Tensor::f_from_slice(&job.teacher)?
+                    .f_view([n as i64, l as i64, k as i64])?,
                 forget: Tensor::f_from_slice(&forget)?.f_view([n as i64, l as i64])?,
             };
-            let mut obj = Unlearn::new(Distill::new(u.tau, u.alpha)?, u.beta, u.cap)?.with_push(u.push);
+            let mut obj =
+                Unlearn::new(Distill::new(u.tau, u.alpha)?, u.beta, u.cap)?.with_push(u.push);
             let s = fit(
                 &stage_config(u.steps, u.batch, u.lr, seed),
                 &model,

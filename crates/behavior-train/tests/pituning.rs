@@ -48,7 +48,10 @@ fn log() -> behavior_data::EventLog {
 fn windows(log: &behavior_data::EventLog, targets: &[u32]) -> (SequenceBatch, Vec<i64>) {
     let w = sequence_batch(log, targets, 8).unwrap();
     let y = w
-        .position_targets(w.hist_intent.as_ref().unwrap(), w.target_intent.as_ref().unwrap())
+        .position_targets(
+            w.hist_intent.as_ref().unwrap(),
+            w.target_intent.as_ref().unwrap(),
+        )
         .unwrap();
     (w, y)
 }
@@ -121,7 +124,7 @@ fn tuning_selects_the_top_blocks_lora_or_everything() -> anyhow::Result<()> {
     let m = IntentModel::new(
         &vs.root(),
         &cfg(BackboneConfig::Llama {
-            config: llama.clone(),
+            config: Box::new(llama.clone()),
             lora: None,
         }),
     )?;
@@ -131,13 +134,22 @@ fn tuning_selects_the_top_blocks_lora_or_everything() -> anyhow::Result<()> {
     let chosen = ParamSelect::Matching(p).apply(&vs)?;
     let names: Vec<&str> = chosen.iter().map(|(n, _)| n.as_str()).collect();
     assert!(names.iter().any(|n| n.starts_with("model.layers.1.")));
-    assert!(!names.iter().any(|n| n.starts_with("model.layers.0.")), "{names:?}");
+    assert!(
+        !names.iter().any(|n| n.starts_with("model.layers.0.")),
+        "{names:?}"
+    );
     assert!(names.contains(&"model.norm.weight"));
     for part in ["event.", "intent.", "rec."] {
-        assert!(names.iter().any(|n| n.starts_with(part)), "{part} must train");
+        assert!(
+            names.iter().any(|n| n.starts_with(part)),
+            "{part} must train"
+        );
     }
     assert!(Tuning::TopBlocks(3).param_select(&m).is_err());
-    assert!(Tuning::Lora.param_select(&m).is_err(), "LoRA without adapters");
+    assert!(
+        Tuning::Lora.param_select(&m).is_err(),
+        "LoRA without adapters"
+    );
     assert_eq!(Tuning::All.param_select(&m)?, ParamSelect::All);
     // A transformer backbone has no pretrained part to keep: everything trains.
     let vs2 = VarStore::new(Device::Cpu);
@@ -157,7 +169,7 @@ fn population_stage_learns_the_intents_with_a_frozen_lower_backbone() -> anyhow:
     let m = IntentModel::new(
         &vs.root(),
         &cfg(BackboneConfig::Llama {
-            config: LlamaConfig::tiny(),
+            config: Box::new(LlamaConfig::tiny()),
             lora: None,
         }),
     )?;
@@ -223,7 +235,15 @@ fn personalise_adapts_each_user_and_reports_forget_sets() -> anyhow::Result<()> 
         tuning: Tuning::All,
     };
     let mut eval = |_: &IntentModel| Ok(BTreeMap::new());
-    train_population(&student, &mut vs, &data, &[1.0; 3], &pc, &mut eval, &quiet())?;
+    train_population(
+        &student,
+        &mut vs,
+        &data,
+        &[1.0; 3],
+        &pc,
+        &mut eval,
+        &quiet(),
+    )?;
     let dir = tempfile::tempdir()?;
     student.save(&vs, dir.path())?;
     // Jobs: user 3 (always intent 2: the teacher is biased against it), user 0, and user 1 with
@@ -286,15 +306,29 @@ fn personalise_adapts_each_user_and_reports_forget_sets() -> anyhow::Result<()> 
     assert_eq!((r1[0].unlearn_steps, r1[0].finetune_steps), (5, 25));
     // Fine-tuning moved user 3's test predictions toward intent 2.
     let p2 = |s: &behavior_models::Scores| (0..s.n).map(|i| s.row(i)[2]).sum::<f32>() / s.n as f32;
-    assert!(p2(&r1[0].scores) > p2(&before) + 0.2, "{} → {}", p2(&before), p2(&r1[0].scores));
+    assert!(
+        p2(&r1[0].scores) > p2(&before) + 0.2,
+        "{} → {}",
+        p2(&before),
+        p2(&r1[0].scores)
+    );
     // User 1 has no training events: the shared student scores it, and that is reported.
     assert!(r1[2].fallback.is_some());
     assert_eq!(r1[2].scores.n, 3);
     assert_eq!(r1[2].finetune_steps, 0);
     // Two workers give the same users, forget sets and steps (dropout is 0 here: same scores).
-    let r2 = personalise(dir.path(), &jobs, &PersonalConfig { workers: 2, ..pc }, 16, None)?;
+    let r2 = personalise(
+        dir.path(),
+        &jobs,
+        &PersonalConfig { workers: 2, ..pc },
+        16,
+        None,
+    )?;
     for (a, b) in r1.iter().zip(&r2) {
-        assert_eq!((a.user, &a.forget, a.finetune_steps), (b.user, &b.forget, b.finetune_steps));
+        assert_eq!(
+            (a.user, &a.forget, a.finetune_steps),
+            (b.user, &b.forget, b.finetune_steps)
+        );
         let d = a
             .scores
             .values

@@ -56,6 +56,5 @@ pub use sft::{
 pub use tokenizer::{chatml, ChatMessage, LlmTokenizer, SMOLLM2_SYSTEM};
 pub use weights::{
     bootstrap_model_dir, cache_dir, load_weights, load_weights_where, read_safetensors,
-    write_safetensors, Llm,
-    LoadOptions, SafetensorsFile,
+    write_safetensors, Llm, LoadOptions, SafetensorsFile,
 };
