@@ -617,13 +617,11 @@ fn intent_view_and_position_targets_agree_with_the_event_log() {
     assert!(on_events
         .position_targets(&on_events.history[1..], &on_events.target)
         .is_err());
-    // A data set without intents has no intent view.
-    let plain = registry::load("sim", Path::new("."), &sim, &LoadOptions::default()).unwrap();
-    assert!(plain.intent_view().is_err());
-    assert!(sequence_batch(&plain.log, &[3], 4)
-        .unwrap()
-        .hist_intent
-        .is_none());
+    // A data set without an intent vocabulary has no intent view.
+    let mut plain = ds.clone();
+    plain.intents = None;
+    let e = plain.intent_view().unwrap_err().to_string();
+    assert!(e.contains("no intent labels"), "{e}");
 }
 
 /// `select` cuts whole windows (every per-position and per-sample field) in the asked order.
