@@ -368,8 +368,8 @@ mod tests {
         // First Adam step moves every element by lr · sign(g) (bias-corrected m/√v = ±1).
         let vs = VarStore::new(tch::Device::Cpu);
         let root = vs.root();
-        let a = root.var("head.w", &[2], tch::nn::Init::Const(0.0));
-        let b = root.var("body.w", &[2], tch::nn::Init::Const(0.0));
+        let a = (&root / "head").var("w", &[2], tch::nn::Init::Const(0.0));
+        let b = (&root / "body").var("w", &[2], tch::nn::Init::Const(0.0));
         let cfg = AdamWConfig {
             weight_decay: 0.0,
             lr_scale: vec![LrScale {
