@@ -25,6 +25,8 @@ use std::path::Path;
 pub struct ContextLogit {
     n_intents: usize,
     n_slots: usize,
+    /// The L2 weight the fit used (the asked one, or 10× / 100× it after a failed fit).
+    pub alpha: f64,
     user_share: BTreeMap<u32, Vec<f64>>,
     model: MultiFittedLogisticRegression<f64, usize>,
 }
@@ -105,14 +107,37 @@ impl ContextLogit {
         }
         let x = feature_matrix(n_intents, n_slots, &user_share, train)?;
         let y = Array1::from_iter(targets.iter().map(|&y| y as usize));
-        let model = MultiLogisticRegression::default()
-            .alpha(alpha)
-            .max_iterations(max_iterations)
-            .fit(&Dataset::new(x, y))
-            .map_err(|e| Error::Config(format!("context baseline: {e}")))?;
+        // L-BFGS's line search can stop with "not a descent direction" on small or separable
+        // data; the fit is then retried with 10× and 100× the L2 weight (the weight used is
+        // kept in `alpha`), and is an error only if all three fail.
+        let data = Dataset::new(x, y);
+        let mut last = None;
+        let mut model = None;
+        let mut used = alpha;
+        for a in [alpha, alpha * 10.0, alpha * 100.0] {
+            used = a;
+            match MultiLogisticRegression::default()
+                .alpha(a)
+                .max_iterations(max_iterations)
+                .fit(&data)
+            {
+                Ok(m) => {
+                    model = Some(m);
+                    break;
+                }
+                Err(e) => last = Some(e.to_string()),
+            }
+        }
+        let model = model.ok_or_else(|| {
+            Error::Config(format!(
+                "context baseline: L-BFGS failed at alpha {alpha}, ×10 and ×100: {}",
+                last.unwrap_or_default()
+            ))
+        })?;
         Ok(Self {
             n_intents,
             n_slots,
+            alpha: used,
             user_share,
             model,
         })
