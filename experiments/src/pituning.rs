@@ -662,6 +662,17 @@ impl Ctx<'_> {
         }
     }
 
+    /// Checkpoints and `metrics.jsonl` under `train/<label>`, resumed when the run resumes.
+    fn fit_options(&self, label: &str) -> FitOptions {
+        FitOptions {
+            dir: Some(self.run.path().join("train").join(label)),
+            resume: self.resume,
+            stop_after: None,
+            progress: true,
+            label: label.to_owned(),
+        }
+    }
+
     fn eval_valid(&self, m: &IntentModel) -> behavior_train::Result<BTreeMap<String, f64>> {
         let p = Neural {
             model: m,
@@ -712,18 +723,7 @@ impl Ctx<'_> {
             tuning: tuning.clone(),
             ..self.cfg.population.clone()
         };
-        let opts = FitOptions {
-            dir: Some(
-                self.run
-                    .path()
-                    .join("train")
-                    .join(format!("{tag}-seed{seed}")),
-            ),
-            resume: self.resume,
-            stop_after: None,
-            progress: true,
-            label: format!("{tag}-seed{seed}"),
-        };
+        let opts = self.fit_options(&format!("{tag}-seed{seed}"));
         let mut eval = |m: &IntentModel| self.eval_valid(m);
         let s = train_population(
             &model,
@@ -775,13 +775,7 @@ impl Ctx<'_> {
             drop(teacher);
             let t = &self.train.tensors;
             let data = TeacherData {
-                seq: SeqBatch {
-                    weekday: t.weekday.shallow_clone(),
-                    slot: t.slot.shallow_clone(),
-                    loc: t.loc.shallow_clone(),
-                    behaviour: t.behaviour.shallow_clone(),
-                    target: t.target.shallow_clone(),
-                },
+                seq: t.shallow_clone(),
                 teacher: logits.to_device(self.device),
                 forget: t.target.zeros_like().to_kind(tch::Kind::Bool),
             };
@@ -795,18 +789,7 @@ impl Ctx<'_> {
                 },
                 ..self.cfg.distill.clone()
             };
-            let opts = FitOptions {
-                dir: Some(
-                    self.run
-                        .path()
-                        .join("train")
-                        .join(format!("student-seed{seed}")),
-                ),
-                resume: self.resume,
-                stop_after: None,
-                progress: true,
-                label: format!("student-seed{seed}"),
-            };
+            let opts = self.fit_options(&format!("student-seed{seed}"));
             let mut eval = |m: &IntentModel| self.eval_valid(m);
             let s = distill(&student, &mut vs, &data, &dc, &mut eval, &opts)?;
             tracing::info!(

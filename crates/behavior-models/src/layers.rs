@@ -75,6 +75,17 @@ impl SeqBatch {
         })
     }
 
+    /// The same tensors, shared (no copy), e.g. to pair a batch with a teacher's logits.
+    pub fn shallow_clone(&self) -> SeqBatch {
+        SeqBatch {
+            weekday: self.weekday.shallow_clone(),
+            slot: self.slot.shallow_clone(),
+            loc: self.loc.shallow_clone(),
+            behaviour: self.behaviour.shallow_clone(),
+            target: self.target.shallow_clone(),
+        }
+    }
+
     /// Number of sequences `B`.
     pub fn len(&self) -> i64 {
         self.behaviour.size().first().copied().unwrap_or(0)

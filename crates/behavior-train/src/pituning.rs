@@ -503,13 +503,7 @@ fn personalise_one(
                 .collect();
             res.forget_positions = forget.iter().filter(|&&f| f).count();
             let data = TeacherData {
-                seq: SeqBatch {
-                    weekday: seq.weekday.shallow_clone(),
-                    slot: seq.slot.shallow_clone(),
-                    loc: seq.loc.shallow_clone(),
-                    behaviour: seq.behaviour.shallow_clone(),
-                    target: seq.target.shallow_clone(),
-                },
+                seq: seq.shallow_clone(),
                 teacher: Tensor::f_from_slice(&job.teacher)?
                     .f_view([n as i64, l as i64, k as i64])?,
                 forget: Tensor::f_from_slice(&forget)?.f_view([n as i64, l as i64])?,
