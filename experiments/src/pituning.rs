@@ -1607,6 +1607,32 @@ fn param_counts(dir: &Path, tuning: &Tuning) -> Result<(i64, i64)> {
     Ok((total, trainable))
 }
 
+/// Parameters `(total, trainable)` of a device-table row's saved model; `None` when the row was
+/// not trained in this run (no model folder). A saved model that cannot be read is an error
+/// naming it (it used to drop the row silently: a context model written before `alpha` was
+/// saved vanished from the table).
+fn device_row_params(row: &str, dir: &Path, tuning: &Tuning) -> Result<Option<(i64, i64)>> {
+    if row == ROW_CONTEXT {
+        let file = dir.join("context.json");
+        if !file.exists() {
+            return Ok(None);
+        }
+        let m = ContextLogit::load(&file).with_context(|| {
+            format!(
+                "device table: the saved context baseline {} cannot be read (written by an older \
+                 version? delete {} and the run's scores/context-*.json to refit it)",
+                file.display(),
+                dir.display()
+            )
+        })?;
+        return Ok(Some((m.n_params() as i64, m.n_params() as i64)));
+    }
+    if !dir.join("model.safetensors").exists() {
+        return Ok(None);
+    }
+    param_counts(dir, tuning).map(Some)
+}
+
 /// `106.50 M`, `1.92 M`, or a plain count below 100,000.
 fn count(n: i64) -> String {
     if n >= 100_000 {
@@ -1659,14 +1685,7 @@ fn device_table(
     let mut csv = String::from("model,params_total,params_trainable,median_ms,p95_ms,peak_rss_mib,rss_before_mib,file_mib,prec_w,prec_m,rec_m\n");
     let mut json = Vec::new();
     for (row, dir, tuning) in rows {
-        let (total, trainable) = if row == ROW_CONTEXT {
-            match ContextLogit::load(&dir.join("context.json")) {
-                Ok(m) => (m.n_params() as i64, m.n_params() as i64),
-                Err(_) => continue,
-            }
-        } else if dir.join("model.safetensors").exists() {
-            param_counts(&dir, &tuning)?
-        } else {
+        let Some((total, trainable)) = device_row_params(row, &dir, &tuning)? else {
             continue;
         };
         let rep: Option<LatencyReport> = match &bin {
@@ -1742,4 +1761,38 @@ fn device_table(
     run.write("device.csv", csv.as_bytes())?;
     run.write("device.json", &serde_json::to_vec_pretty(&json)?)?;
     Ok(md)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreadable_context_model_fails_the_device_table_instead_of_vanishing() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("context");
+        // no folder: the row was not trained in this run
+        assert!(device_row_params(ROW_CONTEXT, &dir, &Tuning::All)
+            .unwrap()
+            .is_none());
+        // a file of an older format (no `alpha`): a clear error naming it
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("context.json"),
+            br#"{"n_intents":2,"n_slots":24,"user_share":true,"model":{}}"#,
+        )
+        .unwrap();
+        let err = device_row_params(ROW_CONTEXT, &dir, &Tuning::All).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(
+            msg.contains("context.json") && msg.contains("cannot be read"),
+            "{msg}"
+        );
+        // a network row without weights is skipped
+        assert!(
+            device_row_params(ROW_STUDENT, &tmp.path().join("student"), &Tuning::All)
+                .unwrap()
+                .is_none()
+        );
+    }
 }

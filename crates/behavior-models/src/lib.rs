@@ -13,6 +13,7 @@ pub mod layers;
 pub mod llm;
 pub mod pituning;
 pub mod predictor;
+pub mod reasoning;
 pub mod sasrec;
 pub mod zoo;
 

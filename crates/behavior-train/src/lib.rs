@@ -23,6 +23,7 @@
 pub mod behaviorlm;
 pub mod checkpoint;
 pub mod error;
+pub mod grpo;
 pub mod loss;
 pub mod objective;
 pub mod optim;

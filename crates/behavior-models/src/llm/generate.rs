@@ -172,13 +172,41 @@ fn pick(logits: &Tensor, cfg: &GenerationConfig, rng: &mut ChaCha8Rng) -> Result
 
 /// Generates for each prompt `cfg.n_samples` continuations (stop token excluded).
 /// Returns `[prompt][sample] -> tokens`. With `constraint`, every sample spells one candidate of
-/// the trie (unless `max_new_tokens` cuts it short).
+/// the trie (unless `max_new_tokens` cuts it short). [`generate_scored`] also returns each
+/// sample's log-likelihood.
 pub fn generate(
     model: &LlamaForCausalLM,
     prompts: &[Vec<i64>],
     cfg: &GenerationConfig,
     constraint: Option<&CandidateTrie>,
 ) -> Result<Vec<Vec<Vec<i64>>>> {
+    Ok(generate_scored(model, prompts, cfg, constraint)?
+        .into_iter()
+        .map(|s| s.into_iter().map(|x| x.tokens).collect())
+        .collect())
+}
+
+/// One generated continuation.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// Generated tokens (the stop token excluded).
+    pub tokens: Vec<i64>,
+    /// `Σ_t log p(token_t | prompt, earlier tokens)` under the model's own distribution (no
+    /// temperature, no top-p, no constraint), stop token included when one ended the sample.
+    pub logprob: f64,
+    /// Whether a stop token (or the end of a constraint candidate) ended it, rather than
+    /// `max_new_tokens`.
+    pub finished: bool,
+}
+
+/// [`generate`] with each sample's log-likelihood and whether it finished: `[prompt][sample]`.
+/// The N samples of a prompt share its encoded KV cache (the prompt is encoded once).
+pub fn generate_scored(
+    model: &LlamaForCausalLM,
+    prompts: &[Vec<i64>],
+    cfg: &GenerationConfig,
+    constraint: Option<&CandidateTrie>,
+) -> Result<Vec<Vec<Sample>>> {
     cfg.check()?;
     if prompts.is_empty() {
         return Ok(Vec::new());
@@ -194,7 +222,7 @@ pub fn generate(
     let vocab = model.config.vocab_size;
     let (p, n) = (prompts.len(), cfg.n_samples);
     let rows = p * n;
-    tch::no_grad(|| -> Result<Vec<Vec<Vec<i64>>>> {
+    tch::no_grad(|| -> Result<Vec<Vec<Sample>>> {
         // left-pad the prompts so every row's last prompt token is at the same column
         let lmax = prompts.iter().map(Vec::len).max().unwrap_or(1);
         let mut ids = vec![cfg.pad_token; p * lmax];
@@ -227,9 +255,12 @@ pub fn generate(
         };
         let mut logits = last.f_index_select(0, &rep)?.f_to_kind(Kind::Float)?;
         let mut out: Vec<Vec<i64>> = vec![Vec::new(); rows];
+        let mut logprob = vec![0f64; rows];
+        let mut finished = vec![false; rows];
         let mut done = vec![false; rows];
         let mut node = vec![0usize; rows];
         for _ in 0..cfg.max_new_tokens {
+            let raw = logits.shallow_clone();
             if let Some(trie) = constraint {
                 let mut allow = vec![false; rows * vocab as usize];
                 for r in 0..rows {
@@ -249,14 +280,30 @@ pub fn generate(
                 logits = logits.f_masked_fill(&allow.f_logical_not()?, f64::NEG_INFINITY)?;
             }
             let next = pick(&logits, cfg, &mut rng)?;
+            // the model's own log-probability of each picked token
+            let lp = Vec::<f64>::try_from(
+                raw.f_log_softmax(-1, Kind::Float)?
+                    .f_gather(
+                        1,
+                        &Tensor::f_from_slice(&next)?
+                            .f_to_device(dev)?
+                            .f_unsqueeze(1)?,
+                        false,
+                    )?
+                    .f_squeeze_dim(1)?
+                    .f_to_kind(Kind::Double)?
+                    .f_to_device(tch::Device::Cpu)?,
+            )?;
             let mut feed = vec![cfg.pad_token; rows];
             for r in 0..rows {
                 if done[r] {
                     continue;
                 }
                 let t = next[r];
+                logprob[r] += lp[r];
                 if cfg.stop_tokens.contains(&t) {
                     done[r] = true;
+                    finished[r] = true;
                     continue;
                 }
                 out[r].push(t);
@@ -267,6 +314,7 @@ pub fn generate(
                             node[r] = m;
                             if trie.allowed(m).is_empty() {
                                 done[r] = true;
+                                finished[r] = true;
                             }
                         }
                         None => done[r] = true,
@@ -282,6 +330,16 @@ pub fn generate(
             let h = model.model.forward(&feed, None, Some(&mut cache), false)?;
             logits = model.logits(&h.f_select(1, 0)?)?.f_to_kind(Kind::Float)?;
         }
-        Ok(out.chunks(n).map(<[Vec<i64>]>::to_vec).collect())
+        let samples: Vec<Sample> = out
+            .into_iter()
+            .zip(logprob)
+            .zip(finished)
+            .map(|((tokens, logprob), finished)| Sample {
+                tokens,
+                logprob,
+                finished,
+            })
+            .collect();
+        Ok(samples.chunks(n).map(<[Sample]>::to_vec).collect())
     })
 }

@@ -33,6 +33,7 @@ mod gguf;
 mod lora;
 mod model;
 mod packed;
+mod policy;
 mod readout;
 mod score;
 mod sft;
@@ -40,13 +41,14 @@ mod tokenizer;
 mod weights;
 
 pub use config::{LlamaConfig, RopeScaling, TokenIds};
-pub use generate::{generate, CandidateTrie, GenerationConfig};
+pub use generate::{generate, generate_scored, CandidateTrie, GenerationConfig, Sample};
 pub use gguf::{import_gguf, ImportSummary};
 pub use lora::{load_adapter, read_adapter_config, save_adapter, Lora, LoraConfig, LORA_MODULES};
 pub use model::{
     Attention, DecoderLayer, KvCache, LlamaForCausalLM, LlamaModel, Mlp, Proj, RmsNorm, Rotary,
 };
 pub use packed::{AnswerSpan, LogTokens, PackStats, PackedExample};
+pub use policy::{completion_logprobs, CompletionLogprobs};
 pub use readout::{CandidateRows, GreedyGeneration, LlmReadout, Norm, ReadoutConfig, ReadoutStats};
 pub use score::{score_candidates, score_candidates_naive, CandidateScore};
 pub use sft::{

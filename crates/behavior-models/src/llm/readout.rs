@@ -162,32 +162,9 @@ impl CandidateRows {
         let chunk = chunk.max(1);
         for start in (0..self.rows.len()).step_by(chunk) {
             let rows = &self.rows[start..(start + chunk).min(self.rows.len())];
-            let mut offset = Vec::with_capacity(rows.len());
-            let (mut ids, mut pos, mut owner_row) = (vec![], vec![], vec![]);
-            for (r, row) in rows.iter().enumerate() {
-                offset.push(ids.len());
-                for (t, &tok) in row.iter().enumerate() {
-                    ids.push(tok);
-                    pos.push(past + t as i64);
-                    owner_row.push(r);
-                }
-            }
-            let n = ids.len();
-            let mut vis = vec![false; n * n];
-            for i in 0..n {
-                let r = owner_row[i];
-                for j in offset[r]..=i {
-                    vis[i * n + j] = true;
-                }
-            }
-            let ids_t = Tensor::f_from_slice(&ids)?
-                .f_view([1, n as i64])?
-                .f_to_device(dev)?;
-            let pos_t = Tensor::f_from_slice(&pos)?.f_to_device(dev)?;
-            let vis_t = Tensor::f_from_slice(&vis)?
-                .f_view([n as i64, n as i64])?
-                .f_to_device(dev)?;
-            let h = model.model.forward_tree(&ids_t, &pos_t, &vis_t, cache)?;
+            let tree = TokenTree::new(rows, past);
+            let offset = &tree.offset;
+            let h = tree.forward(model, cache, dev)?;
             let logits = model.logits(&h.f_squeeze_dim(0)?)?.f_to_kind(Kind::Float)?; // [n, V]
             let lse = logits.f_logsumexp([-1], false)?; // [n]
                                                         // (flat position, token) of every token each candidate of these rows predicts.
@@ -229,6 +206,74 @@ impl CandidateRows {
                 n_tokens: c.len(),
             })
             .collect())
+    }
+}
+
+/// Several token rows laid out as one token tree after a cached prefix of `past` positions (the
+/// input of [`LlamaModel::forward_tree`](super::LlamaModel::forward_tree)): row `r` occupies
+/// flat positions `offset[r] .. offset[r] + rows[r].len()`, each token sees the prefix and its own
+/// row's earlier tokens. Shared by the candidate read-out and the differentiable completion
+/// log-probabilities of [`super::completion_logprobs`].
+#[derive(Debug, Clone)]
+pub(crate) struct TokenTree {
+    /// Token ids, rows concatenated.
+    pub ids: Vec<i64>,
+    /// Absolute position of each token (`past` + depth in its row).
+    pub pos: Vec<i64>,
+    /// Flat `[T, T]` visibility (row-major).
+    pub vis: Vec<bool>,
+    /// First flat position of each row.
+    pub offset: Vec<usize>,
+}
+
+impl TokenTree {
+    /// Lays out `rows` after `past` cached positions.
+    pub fn new<R: AsRef<[i64]>>(rows: &[R], past: i64) -> Self {
+        let (mut ids, mut pos, mut owner, mut offset) = (vec![], vec![], vec![], vec![]);
+        for (r, row) in rows.iter().enumerate() {
+            offset.push(ids.len());
+            for (t, &tok) in row.as_ref().iter().enumerate() {
+                ids.push(tok);
+                pos.push(past + t as i64);
+                owner.push(r);
+            }
+        }
+        let n = ids.len();
+        let mut vis = vec![false; n * n];
+        for i in 0..n {
+            for j in offset[owner[i]]..=i {
+                vis[i * n + j] = true;
+            }
+        }
+        Self {
+            ids,
+            pos,
+            vis,
+            offset,
+        }
+    }
+
+    /// Number of tokens in the tree.
+    pub fn len(&self) -> usize {
+        self.ids.len()
+    }
+
+    /// Runs the tree through `model` after `cache` (batch 1): hidden states `[1, T, D]`.
+    pub fn forward(
+        &self,
+        model: &LlamaForCausalLM,
+        cache: &KvCache,
+        dev: tch::Device,
+    ) -> Result<Tensor> {
+        let n = self.len() as i64;
+        let ids = Tensor::f_from_slice(&self.ids)?
+            .f_view([1, n])?
+            .f_to_device(dev)?;
+        let pos = Tensor::f_from_slice(&self.pos)?.f_to_device(dev)?;
+        let vis = Tensor::f_from_slice(&self.vis)?
+            .f_view([n, n])?
+            .f_to_device(dev)?;
+        model.model.forward_tree(&ids, &pos, &vis, cache)
     }
 }
 
@@ -286,6 +331,16 @@ impl<'a> LlmReadout<'a> {
     /// The candidate rows.
     pub fn rows(&self) -> &CandidateRows {
         &self.rows
+    }
+
+    /// The model it scores with.
+    pub fn model(&self) -> &'a LlamaForCausalLM {
+        self.model
+    }
+
+    /// The label names of its classes (class order).
+    pub fn labels(&self) -> &[String] {
+        self.verbaliser.labels()
     }
 
     /// Scores every candidate after each prompt, in order, reusing the KV cache of the previous

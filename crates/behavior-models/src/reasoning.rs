@@ -1,0 +1,600 @@
+//! Test-time scaling for the LLM behaviour predictor: N sampled answers per prompt, turned into
+//! the same `[n, K]` score matrix every method ends in.
+//!
+//! * **Sampling** ([`AnswerSampler`]): N answers per prompt from the read-out's model and prompts
+//!   (temperature / top-p), either constrained to the label set through the candidate trie or
+//!   free text parsed back to a label ([`AnswerSet::parse`], failures counted). The N samples of a
+//!   prompt share its encoded KV cache ([`crate::llm::generate_scored`]). Every call reports its
+//!   compute ([`Compute`]: prompt and generated tokens, wall seconds).
+//! * **Votes** ([`vote_scores`]): majority (`p̂(a) = votes(a) / N`), weighted by each sample's
+//!   sequence likelihood, or prior-corrected (`p̂(a) / prior(a)^γ`, renormalised) for the tail.
+//! * **Verifier rerank** ([`verifier_scores`]): `log(votes(a) + 1) + μ · log p_verifier(a)` with any
+//!   other predictor's probabilities (BehaveGPT, the PITuning student) as the outcome reward
+//!   model; every class gets a score, so the ranking is complete even for unvoted classes.
+//!
+//! Ties among classes with equal votes are left to the evaluator's tie rule
+//! (`behavior_eval::TieBreak::Expected` by default), not broken here.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::llm::{generate_scored, CandidateTrie, GenerationConfig, LlmReadout, LlmTokenizer};
+use crate::predictor::Scores;
+use crate::{Error, Result};
+
+/// The closed label set as answers: each class's answer tokens (label text and newline) and its
+/// name, with the parse from generated tokens back to a class.
+#[derive(Debug, Clone)]
+pub struct AnswerSet {
+    candidates: Vec<Vec<i64>>,
+    index: HashMap<Vec<i64>, u32>,
+    /// Lower-cased names → class.
+    names: HashMap<String, u32>,
+}
+
+impl AnswerSet {
+    /// From the classes' answer tokens and names (same order, same length).
+    pub fn new(candidates: Vec<Vec<i64>>, names: &[String]) -> Result<Self> {
+        if candidates.len() != names.len() {
+            return Err(Error::Config(format!(
+                "answer set: {} candidates for {} names",
+                candidates.len(),
+                names.len()
+            )));
+        }
+        let index = candidates
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (c.clone(), i as u32))
+            .collect();
+        let mut by_name = HashMap::new();
+        for (i, n) in names.iter().enumerate() {
+            if let Some(j) = by_name.insert(normalise(n), i as u32) {
+                return Err(Error::Config(format!(
+                    "answer set: classes {j} and {i} have the same name {n:?} up to case"
+                )));
+            }
+        }
+        Ok(Self {
+            candidates,
+            index,
+            names: by_name,
+        })
+    }
+
+    /// The answer set of a read-out (its candidates and its verbaliser's label names).
+    pub fn of(readout: &LlmReadout<'_>) -> Result<Self> {
+        Self::new(readout.rows().candidates().to_vec(), readout.labels())
+    }
+
+    /// Number of classes.
+    pub fn len(&self) -> usize {
+        self.candidates.len()
+    }
+
+    /// Whether there are no classes.
+    pub fn is_empty(&self) -> bool {
+        self.candidates.is_empty()
+    }
+
+    /// Each class's answer tokens.
+    pub fn candidates(&self) -> &[Vec<i64>] {
+        &self.candidates
+    }
+
+    /// The class whose answer `tokens` spell exactly (a constrained sample).
+    pub fn class_of_tokens(&self, tokens: &[i64]) -> Option<u32> {
+        self.index.get(tokens).copied()
+    }
+
+    /// The class a free-text answer names: its first line, trimmed, without trailing
+    /// punctuation, compared case-insensitively with the label names; `None` when it names no
+    /// class (a parse failure, counted by the caller).
+    pub fn parse_text(&self, text: &str) -> Option<u32> {
+        let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+        let line = line
+            .strip_prefix("Answer:")
+            .or_else(|| line.strip_prefix("answer:"))
+            .unwrap_or(line);
+        self.names.get(&normalise(line)).copied()
+    }
+
+    /// The class of generated `tokens`: the exact candidate when they spell one, else the parse
+    /// of their decoded text (when a tokenizer is given).
+    pub fn parse(&self, tokens: &[i64], tok: Option<&LlmTokenizer>) -> Result<Option<u32>> {
+        if let Some(c) = self.class_of_tokens(tokens) {
+            return Ok(Some(c));
+        }
+        match tok {
+            Some(t) => Ok(self.parse_text(&t.decode(tokens, true)?)),
+            None => Ok(None),
+        }
+    }
+}
+
+fn normalise(s: &str) -> String {
+    s.trim()
+        .trim_end_matches(['.', ',', ';', '!', '"', '\''])
+        .trim()
+        .to_lowercase()
+}
+
+/// How answers are sampled.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SampleConfig {
+    /// Samples per prompt (N).
+    pub n: usize,
+    /// Sampling temperature (0 = greedy, then N > 1 repeats one answer).
+    pub temperature: f64,
+    /// Nucleus mass in (0, 1].
+    pub top_p: f64,
+    /// Constrain the answers to the label set through the candidate trie; otherwise free text
+    /// until a newline, parsed back to a label.
+    pub constrained: bool,
+    /// Upper bound on generated tokens (free text; constrained answers stop at a full label).
+    pub max_new_tokens: usize,
+    /// Prompts per generation call.
+    pub batch: usize,
+    /// Seed of the sampler.
+    pub seed: u64,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        Self {
+            n: 8,
+            temperature: 1.0,
+            top_p: 1.0,
+            constrained: true,
+            max_new_tokens: 16,
+            batch: 1,
+            seed: 0,
+        }
+    }
+}
+
+/// One sampled answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SampledAnswer {
+    /// The class it names (`None`: a free-text answer naming no class).
+    pub class: Option<u32>,
+    /// Its log-likelihood under the model (see [`crate::llm::Sample::logprob`]).
+    pub logprob: f64,
+    /// Tokens generated.
+    pub n_tokens: usize,
+}
+
+/// Compute spent by a test-time method.
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize, Deserialize)]
+pub struct Compute {
+    /// Predictions made.
+    pub predictions: usize,
+    /// Prompt tokens encoded (each prompt once, however many samples share it).
+    pub prompt_tokens: usize,
+    /// Tokens generated over all samples.
+    pub generated_tokens: usize,
+    /// Wall seconds.
+    pub seconds: f64,
+    /// Free-text answers that named no class.
+    pub parse_failures: usize,
+}
+
+impl Compute {
+    /// Adds another method's compute (a verifier pass, a direct read-out it reuses).
+    pub fn add(&mut self, o: &Compute) {
+        self.prompt_tokens += o.prompt_tokens;
+        self.generated_tokens += o.generated_tokens;
+        self.seconds += o.seconds;
+        self.parse_failures += o.parse_failures;
+        self.predictions = self.predictions.max(o.predictions);
+    }
+
+    /// Prompt plus generated tokens per prediction.
+    pub fn tokens_per_prediction(&self) -> f64 {
+        (self.prompt_tokens + self.generated_tokens) as f64 / self.predictions.max(1) as f64
+    }
+
+    /// Wall seconds per prediction.
+    pub fn seconds_per_prediction(&self) -> f64 {
+        self.seconds / self.predictions.max(1) as f64
+    }
+}
+
+/// Samples answers from a read-out's model after its prompts.
+#[derive(Debug)]
+pub struct AnswerSampler<'a> {
+    readout: &'a LlmReadout<'a>,
+    answers: AnswerSet,
+    trie: CandidateTrie,
+    tokenizer: Option<&'a LlmTokenizer>,
+    newline: Vec<i64>,
+}
+
+impl<'a> AnswerSampler<'a> {
+    /// A sampler over `readout`'s model, prompts and label set; `tokenizer` decodes free-text
+    /// answers (required for unconstrained sampling).
+    pub fn new(readout: &'a LlmReadout<'a>, tokenizer: Option<&'a LlmTokenizer>) -> Result<Self> {
+        let answers = AnswerSet::of(readout)?;
+        let trie = CandidateTrie::new(answers.candidates())?;
+        let newline = match tokenizer {
+            Some(t) => t.encode("\n")?,
+            None => vec![],
+        };
+        Ok(Self {
+            readout,
+            answers,
+            trie,
+            tokenizer,
+            newline,
+        })
+    }
+
+    /// The label set.
+    pub fn answers(&self) -> &AnswerSet {
+        &self.answers
+    }
+
+    /// `cfg.n` answers for each prompt, and the compute spent.
+    pub fn sample(
+        &self,
+        prompts: &[Vec<i64>],
+        cfg: &SampleConfig,
+    ) -> Result<(Vec<Vec<SampledAnswer>>, Compute)> {
+        if !cfg.constrained && self.tokenizer.is_none() {
+            return Err(Error::Config(
+                "free-text sampling needs a tokenizer to parse the answers".into(),
+            ));
+        }
+        let t0 = std::time::Instant::now();
+        let max_cand = self
+            .answers
+            .candidates()
+            .iter()
+            .map(Vec::len)
+            .max()
+            .unwrap_or(1);
+        let mut stop = self.newline.clone();
+        if let Some(t) = self.tokenizer.and_then(|t| t.token_id("<|im_end|>")) {
+            stop.push(t);
+        }
+        let mut gen = GenerationConfig {
+            max_new_tokens: if cfg.constrained {
+                max_cand
+            } else {
+                cfg.max_new_tokens
+            },
+            temperature: cfg.temperature,
+            top_p: cfg.top_p,
+            n_samples: cfg.n,
+            stop_tokens: if cfg.constrained { vec![] } else { stop },
+            pad_token: 0,
+            seed: None,
+        };
+        let mut out = Vec::with_capacity(prompts.len());
+        let mut compute = Compute::default();
+        for (b, group) in prompts.chunks(cfg.batch.max(1)).enumerate() {
+            // one seed per generation call: reproducible whatever the batch split before it
+            gen.seed = Some(cfg.seed.wrapping_mul(1_000_003).wrapping_add(b as u64));
+            let constraint = cfg.constrained.then_some(&self.trie);
+            for samples in generate_scored(self.readout.model(), group, &gen, constraint)? {
+                let mut row = Vec::with_capacity(samples.len());
+                for s in samples {
+                    let class = self.answers.parse(&s.tokens, self.tokenizer)?;
+                    if class.is_none() {
+                        compute.parse_failures += 1;
+                    }
+                    // a free-text sample's stop token was generated too
+                    compute.generated_tokens += s.tokens.len() + usize::from(!cfg.constrained);
+                    row.push(SampledAnswer {
+                        class,
+                        logprob: s.logprob,
+                        n_tokens: s.tokens.len(),
+                    });
+                }
+                out.push(row);
+            }
+            compute.prompt_tokens += group.iter().map(Vec::len).sum::<usize>();
+        }
+        compute.predictions = prompts.len();
+        compute.seconds = t0.elapsed().as_secs_f64();
+        Ok((out, compute))
+    }
+}
+
+/// How sampled answers become class scores.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum VoteRule {
+    /// Self-consistency: `votes(a) / N`.
+    Majority,
+    /// Each sample weighted by its likelihood `exp(logprob)`, normalised over the N samples.
+    Weighted,
+    /// `votes(a) / N / prior(a)^γ`, renormalised: favours classes the prior makes rare.
+    PriorCorrected {
+        /// Strength of the correction (0 = majority vote).
+        gamma: f64,
+    },
+}
+
+/// Votes of each prompt's samples over `k` classes (parse failures vote for nothing). `prior`
+/// (class frequencies of the training split) is needed by [`VoteRule::PriorCorrected`].
+///
+/// # Shapes
+/// `answers: n × N` → `[n, k]`, each row summing to 1 (0 when no sample named a class).
+pub fn vote_scores(
+    answers: &[Vec<SampledAnswer>],
+    k: usize,
+    rule: VoteRule,
+    prior: Option<&[f64]>,
+) -> Result<Scores> {
+    let n = answers.len();
+    let mut values = vec![0f32; n * k];
+    let weights_of = |row: &[SampledAnswer]| -> Vec<f64> {
+        match rule {
+            VoteRule::Weighted => {
+                // exp(lp − max lp) for stability; parse failures still count in the max
+                let m = row
+                    .iter()
+                    .map(|a| a.logprob)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                row.iter().map(|a| (a.logprob - m).exp()).collect()
+            }
+            _ => vec![1.0; row.len()],
+        }
+    };
+    let correction: Option<Vec<f64>> = match rule {
+        VoteRule::PriorCorrected { gamma } => {
+            let prior = prior.ok_or_else(|| {
+                Error::Config("prior-corrected vote needs the class prior".into())
+            })?;
+            if prior.len() != k {
+                return Err(Error::Config(format!(
+                    "prior-corrected vote: prior over {} classes, scores over {k}",
+                    prior.len()
+                )));
+            }
+            if !gamma.is_finite() || gamma < 0.0 {
+                return Err(Error::Config(format!(
+                    "prior-corrected vote: gamma must be >= 0, got {gamma}"
+                )));
+            }
+            // a class never seen in training gets the smallest positive prior
+            let floor = prior
+                .iter()
+                .copied()
+                .filter(|&p| p > 0.0)
+                .fold(f64::INFINITY, f64::min);
+            let floor = if floor.is_finite() { floor } else { 1.0 };
+            Some(prior.iter().map(|&p| p.max(floor).powf(-gamma)).collect())
+        }
+        _ => None,
+    };
+    for (i, row) in answers.iter().enumerate() {
+        let w = weights_of(row);
+        let total: f64 = w.iter().sum();
+        let mut acc = vec![0f64; k];
+        for (a, &wa) in row.iter().zip(&w) {
+            if let Some(c) = a.class {
+                let c = c as usize;
+                if c >= k {
+                    return Err(Error::Config(format!(
+                        "vote: answer class {c} outside {k} classes"
+                    )));
+                }
+                acc[c] += wa;
+            }
+        }
+        if total > 0.0 {
+            acc.iter_mut().for_each(|v| *v /= total);
+        }
+        if let Some(corr) = &correction {
+            acc.iter_mut().zip(corr).for_each(|(v, c)| *v *= c);
+            let s: f64 = acc.iter().sum();
+            if s > 0.0 {
+                acc.iter_mut().for_each(|v| *v /= s);
+            }
+        }
+        for (c, v) in acc.into_iter().enumerate() {
+            values[i * k + c] = v as f32;
+        }
+    }
+    Scores::new(values, n, k)
+}
+
+/// Verifier rerank: `log(votes(a) + 1) + μ · log p_verifier(a | history)` for every class, with
+/// `verifier` a probability matrix (rows summing to 1, e.g. BehaveGPT's softmax).
+///
+/// # Shapes
+/// `answers: n × N`, `verifier: [n, k]` → `[n, k]`.
+pub fn verifier_scores(
+    answers: &[Vec<SampledAnswer>],
+    verifier: &Scores,
+    mu: f64,
+) -> Result<Scores> {
+    let (n, k) = (verifier.n, verifier.k);
+    if answers.len() != n {
+        return Err(Error::Config(format!(
+            "verifier rerank: {} answer rows for {n} verifier rows",
+            answers.len()
+        )));
+    }
+    let mut values = Vec::with_capacity(n * k);
+    for (i, row) in answers.iter().enumerate() {
+        let mut votes = vec![0u32; k];
+        for c in row.iter().filter_map(|a| a.class) {
+            let c = c as usize;
+            if c >= k {
+                return Err(Error::Config(format!(
+                    "verifier rerank: answer class {c} outside {k} classes"
+                )));
+            }
+            votes[c] += 1;
+        }
+        for (c, &p) in verifier.row(i).iter().enumerate() {
+            let lp = (p as f64).max(1e-12).ln();
+            values.push(((votes[c] as f64 + 1.0).ln() + mu * lp) as f32);
+        }
+    }
+    Scores::new(values, n, k)
+}
+
+/// Entropy (nats) of the class distribution of each prompt's answers (parse failures as one
+/// extra outcome): how much the samples disagree, the signal of gated reasoning.
+pub fn answer_entropy(answers: &[Vec<SampledAnswer>]) -> Vec<f64> {
+    answers
+        .iter()
+        .map(|row| {
+            let mut counts: HashMap<Option<u32>, usize> = HashMap::new();
+            for a in row {
+                *counts.entry(a.class).or_default() += 1;
+            }
+            let n = row.len().max(1) as f64;
+            -counts
+                .values()
+                .map(|&c| {
+                    let p = c as f64 / n;
+                    p * p.ln()
+                })
+                .sum::<f64>()
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn ans(c: Option<u32>, lp: f64) -> SampledAnswer {
+        SampledAnswer {
+            class: c,
+            logprob: lp,
+            n_tokens: 2,
+        }
+    }
+
+    #[test]
+    fn majority_counts_votes_and_ignores_parse_failures_in_the_numerator() {
+        let rows = vec![vec![
+            ans(Some(1), -1.0),
+            ans(Some(1), -2.0),
+            ans(Some(0), -0.5),
+            ans(None, -3.0),
+        ]];
+        let s = vote_scores(&rows, 3, VoteRule::Majority, None).unwrap();
+        assert_eq!(s.row(0), &[0.25, 0.5, 0.0]);
+        // weighted: exp(lp - max): class 0 gets 1, class 1 gets e^-0.5 + e^-1.5
+        let w = vote_scores(&rows, 3, VoteRule::Weighted, None).unwrap();
+        let z = 1.0 + (-0.5f64).exp() + (-1.5f64).exp() + (-2.5f64).exp();
+        assert!((w.row(0)[0] as f64 - 1.0 / z).abs() < 1e-6);
+        assert!((w.row(0)[1] as f64 - ((-0.5f64).exp() + (-1.5f64).exp()) / z).abs() < 1e-6);
+    }
+
+    #[test]
+    fn prior_correction_lifts_the_rare_class() {
+        let rows = vec![vec![
+            ans(Some(0), -1.0),
+            ans(Some(0), -1.0),
+            ans(Some(1), -1.0),
+        ]];
+        let prior = [0.9, 0.1];
+        let s = vote_scores(
+            &rows,
+            2,
+            VoteRule::PriorCorrected { gamma: 1.0 },
+            Some(&prior),
+        )
+        .unwrap();
+        // (2/3)/0.9 vs (1/3)/0.1 → the rare class wins
+        assert!(s.row(0)[1] > s.row(0)[0]);
+        assert!(vote_scores(&rows, 2, VoteRule::PriorCorrected { gamma: 1.0 }, None).is_err());
+        assert!(vote_scores(
+            &rows,
+            3,
+            VoteRule::PriorCorrected { gamma: 1.0 },
+            Some(&prior)
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn verifier_orders_unvoted_classes_by_the_verifier() {
+        let rows = vec![vec![ans(Some(2), -1.0), ans(Some(2), -1.0)]];
+        let v = Scores::new(vec![0.5, 0.3, 0.2], 1, 3).unwrap();
+        let s = verifier_scores(&rows, &v, 1.0).unwrap();
+        let r = s.row(0);
+        assert!((r[2] as f64 - (3f64.ln() + 0.2f64.ln())).abs() < 1e-5);
+        assert!(r[0] > r[1]);
+        // μ = 0: votes alone
+        let s0 = verifier_scores(&rows, &v, 0.0).unwrap();
+        assert_eq!(s0.row(0)[0], s0.row(0)[1]);
+    }
+
+    #[test]
+    fn answer_set_parses_free_text_and_refuses_duplicate_names() {
+        let names = vec!["Coffee".to_string(), "Gym".to_string()];
+        let set = AnswerSet::new(vec![vec![5, 1], vec![6, 1]], &names).unwrap();
+        assert_eq!(set.class_of_tokens(&[6, 1]), Some(1));
+        assert_eq!(set.class_of_tokens(&[6]), None);
+        assert_eq!(set.parse_text("  gym.\nbecause"), Some(1));
+        assert_eq!(set.parse_text("Answer: coffee"), Some(0));
+        assert_eq!(set.parse_text("tea"), None);
+        assert_eq!(set.parse_text(""), None);
+        let dup = vec!["Gym".to_string(), "gym".to_string()];
+        assert!(AnswerSet::new(vec![vec![1], vec![2]], &dup).is_err());
+        assert!(AnswerSet::new(vec![vec![1]], &dup).is_err());
+    }
+
+    fn rows_strategy() -> impl Strategy<Value = (usize, Vec<Vec<SampledAnswer>>)> {
+        (1usize..6).prop_flat_map(|k| {
+            let a = (proptest::option::weighted(0.9, 0..k as u32), -20.0f64..0.0)
+                .prop_map(|(c, lp)| ans(c, lp));
+            (
+                Just(k),
+                proptest::collection::vec(proptest::collection::vec(a, 1..12), 1..5),
+            )
+        })
+    }
+
+    proptest! {
+        #[test]
+        fn votes_are_distributions_and_gamma_zero_is_majority((k, rows) in rows_strategy()) {
+            let prior: Vec<f64> = (0..k).map(|c| (c + 1) as f64).collect();
+            let maj = vote_scores(&rows, k, VoteRule::Majority, None).unwrap();
+            let pc = vote_scores(&rows, k, VoteRule::PriorCorrected { gamma: 0.0 }, Some(&prior))
+                .unwrap();
+            for (i, row) in rows.iter().enumerate() {
+                let named = row.iter().filter(|a| a.class.is_some()).count();
+                let s: f32 = maj.row(i).iter().sum();
+                prop_assert!((s - named as f32 / row.len() as f32).abs() < 1e-5);
+                let spc: f32 = pc.row(i).iter().sum();
+                if named > 0 {
+                    prop_assert!((spc - 1.0).abs() < 1e-5);
+                    // renormalised majority = prior-corrected with γ = 0
+                    for c in 0..k {
+                        prop_assert!((pc.row(i)[c] - maj.row(i)[c] / s).abs() < 1e-5);
+                    }
+                }
+                for &v in maj.row(i) { prop_assert!((0.0..=1.0 + 1e-6).contains(&v)); }
+                // the top-voted class has the top majority score
+                let mut votes = vec![0usize; k];
+                for c in row.iter().filter_map(|a| a.class) { votes[c as usize] += 1; }
+                let top = *votes.iter().max().unwrap();
+                for c in 0..k {
+                    prop_assert_eq!(votes[c] == top, maj.row(i)[c] == maj.row(i).iter().cloned().fold(f32::MIN, f32::max));
+                }
+            }
+        }
+
+        #[test]
+        fn entropy_is_zero_iff_all_answers_agree((_k, rows) in rows_strategy()) {
+            for (row, h) in rows.iter().zip(answer_entropy(&rows)) {
+                let same = row.iter().all(|a| a.class == row[0].class);
+                prop_assert_eq!(same, h.abs() < 1e-12);
+                prop_assert!(h >= -1e-12 && h <= (row.len() as f64).ln() + 1e-9);
+            }
+        }
+    }
+}
