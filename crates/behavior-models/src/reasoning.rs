@@ -582,8 +582,9 @@ mod tests {
                 let mut votes = vec![0usize; k];
                 for c in row.iter().filter_map(|a| a.class) { votes[c as usize] += 1; }
                 let top = *votes.iter().max().unwrap();
-                for c in 0..k {
-                    prop_assert_eq!(votes[c] == top, maj.row(i)[c] == maj.row(i).iter().cloned().fold(f32::MIN, f32::max));
+                let best = maj.row(i).iter().cloned().fold(f32::MIN, f32::max);
+                for (v, s) in votes.iter().zip(maj.row(i)) {
+                    prop_assert_eq!(*v == top, *s == best);
                 }
             }
         }

@@ -118,7 +118,7 @@ fn completion_logprobs_match_full_forwards_in_value_and_gradient() -> anyhow::Re
                 .narrow(0, c.len() as i64, 4 - c.len() as i64);
             assert_eq!(pad.abs().sum(Kind::Float).double_value(&[]), 0.0);
         }
-        brute_sum = brute_sum + b.sum(Kind::Float) * coef[g];
+        brute_sum += b.sum(Kind::Float) * coef[g];
     }
     // gradients of a weighted sum
     brute_sum.backward();
@@ -183,7 +183,7 @@ fn group_loss_and_its_gradient_match_a_brute_force_computation() -> anyhow::Resu
         let d = &refp - &cur;
         let k3 = d.exp() - &d - 1.0;
         let term = (&cur * adv[g] - &k3 * cfg.beta).mean(Kind::Float);
-        total = total - term / comps.len() as f64;
+        total -= term / comps.len() as f64;
         // host value in f64: ratio = 1
         let cur_v = Vec::<f64>::try_from(cur.to_kind(Kind::Double))?;
         let ref_v = Vec::<f64>::try_from(refp.to_kind(Kind::Double))?;
