@@ -39,7 +39,8 @@ use crate::cli::{CommonArgs, Preset};
 use crate::config::{resolve, ExperimentConfig};
 use crate::run::Run;
 use crate::table::{
-    run_systems, write_outputs, LoopOptions, Outcomes, System, SystemKind, Task, WindowConfig,
+    run_systems, write_outputs, LoopOptions, Outcomes, SeedScores, System, SystemKind, Task,
+    WindowConfig,
 };
 
 /// The experiment's config (the preset's values, then `--config`, then `--set`).
@@ -601,14 +602,14 @@ pub fn spearman(a: &[f64], b: &[f64]) -> Option<f64> {
 
 /// What both the table and the few-shot curve start from: the resolved config, the run folder,
 /// the data, its split and the LLM's tokenizer and training targets.
-struct Prepared {
-    cfg: BehaviorLmExpConfig,
-    run: Run,
-    ds: behavior_data::Dataset,
-    split: Split,
-    model_dir: PathBuf,
-    tok: LlmTokenizer,
-    train_targets: Vec<u32>,
+pub(crate) struct Prepared {
+    pub(crate) cfg: BehaviorLmExpConfig,
+    pub(crate) run: Run,
+    pub(crate) ds: behavior_data::Dataset,
+    pub(crate) split: Split,
+    pub(crate) model_dir: PathBuf,
+    pub(crate) tok: LlmTokenizer,
+    pub(crate) train_targets: Vec<u32>,
 }
 
 fn prepare(
@@ -626,6 +627,13 @@ fn prepare(
         common.config.as_deref(),
         &overrides,
     )?;
+    let run = Run::start(experiment, common, device, &cfg)?;
+    prepared(cfg, run, common.seed)
+}
+
+/// The data, split, tokenizer and LLM training targets of a resolved BehaviorLM config, for an
+/// experiment whose run folder is `run` (the reasoning experiment nests this config in its own).
+pub(crate) fn prepared(cfg: BehaviorLmExpConfig, run: Run, seed: u64) -> Result<Prepared> {
     let model_dir = cfg.model_dir()?;
     ensure!(
         model_dir.join("config.json").is_file(),
@@ -634,17 +642,11 @@ fn prepare(
     );
     let tok = LlmTokenizer::from_file(&model_dir.join("tokenizer.json"))
         .with_context(|| format!("tokenizer of {}", model_dir.display()))?;
-    let run = Run::start(experiment, common, device, &cfg)?;
     let ds = load_registered(&cfg.dataset, cfg.lenient, &cfg.sim, &cfg.foursquare)?;
     let split = Split::of_dataset(&ds, &SplitConfig::default())?;
     tracing::info!("{}: {}", ds.name, ds.summary());
-    let train_targets = llm_train_targets(
-        &ds,
-        &split,
-        cfg.llm_users,
-        cfg.llm_targets_per_user,
-        common.seed,
-    );
+    let train_targets =
+        llm_train_targets(&ds, &split, cfg.llm_users, cfg.llm_targets_per_user, seed);
     ensure!(
         !train_targets.is_empty(),
         "{}: no training targets for the LLM rows",
@@ -662,7 +664,7 @@ fn prepare(
 }
 
 impl Prepared {
-    fn task(&self, seed: u64, device: Device) -> Result<Task> {
+    pub(crate) fn task(&self, seed: u64, device: Device) -> Result<Task> {
         Task::new(
             &self.ds,
             &self.split,
@@ -677,7 +679,11 @@ impl Prepared {
 
     /// The auxiliary conversations (none when ρ = 0), generated once by the base model and
     /// cached in the run folder.
-    fn aux(&self, verbaliser: &Verbaliser<'_>, device: Device) -> Result<Vec<AuxConversation>> {
+    pub(crate) fn aux(
+        &self,
+        verbaliser: &Verbaliser<'_>,
+        device: Device,
+    ) -> Result<Vec<AuxConversation>> {
         if self.cfg.method.aux_ratio == 0.0 {
             return Ok(vec![]);
         }
@@ -740,7 +746,7 @@ pub fn run(
     let readouts: RefCell<BTreeMap<String, behavior_models::llm::ReadoutStats>> =
         RefCell::new(BTreeMap::new());
     let llm_dir = run.path().join("llm");
-    let external = |s: &System, seed: u64| -> Result<behavior_models::Scores> {
+    let external = |s: &System, seed: u64, _: &SeedScores| -> Result<behavior_models::Scores> {
         let recipe = recipes
             .get(&s.name)
             .with_context(|| format!("no recipe for row {:?}", s.name))?;
@@ -1206,7 +1212,7 @@ pub fn run_few_shot(
         };
         let llm_root = p.run.path().join("llm");
         let llm_dir = llm_root.join(format!("k{k}"));
-        let external = |s: &System, seed: u64| -> Result<behavior_models::Scores> {
+        let external = |s: &System, seed: u64, _: &SeedScores| -> Result<behavior_models::Scores> {
             let recipe = &recipes[&s.name];
             let seed_dir = llm_dir.join(format!("seed{seed}"));
             if let (Some(k0), Some(key)) = (share_from, recipe.anchor_key()) {

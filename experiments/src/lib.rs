@@ -10,5 +10,6 @@ pub mod config;
 pub mod datasets;
 pub mod doctor;
 pub mod pituning;
+pub mod reasoning;
 pub mod run;
 pub mod table;

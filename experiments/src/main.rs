@@ -96,6 +96,27 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
+    /// Test-time scaling and RL for the LLM predictor: from BehaviorLM's adapter, the direct
+    /// read-out, self-consistency at each N of `ns`, weighted / prior-corrected votes and a
+    /// BehaveGPT verifier rerank at the largest N, and GRPO on the LoRA adapter (read out
+    /// directly and by vote); Rec_w, Rec_m, NDCG@5, tail Rec_m with tokens and seconds per
+    /// prediction, the compute curves, GRPO's training curves and the measured answer (which
+    /// method, if any, is worth its compute). `smoke` runs the tiny fixture Llama; `cpu`
+    /// SmolLM2-135M-Instruct; `gpu` any Llama / Qwen2 directory (`--set
+    /// behaviorlm.model.path=DIR`).
+    Reasoning {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Data set with behaviour names (overrides `behaviorlm.dataset`): `simulator`,
+        /// `foursquare`, `llmob-tokyo`. Real data is read from `$BEHAVIOR_DATASETS` (default
+        /// `../shared/datasets`).
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Continue in the run folder of `--run-id`: finished adapters (BehaviorLM's stages,
+        /// GRPO) are reused and interrupted trainings continue from their checkpoints.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Single-prediction CPU latency and peak memory of one saved PITuning model folder
     /// (`config.json` + `model.safetensors`), loaded alone in this process: what the `pituning`
     /// device table runs once per model. Prints a JSON report.
@@ -199,6 +220,15 @@ fn main() -> Result<()> {
             let device = setup(&common)?;
             let out = experiments::pituning::run(&common, device, dataset.as_deref(), resume)?;
             println!("{}\nresults: {}", out.verdict, out.dir.display());
+        }
+        Cmd::Reasoning {
+            common,
+            dataset,
+            resume,
+        } => {
+            let device = setup(&common)?;
+            let out = experiments::reasoning::run(&common, device, dataset.as_deref(), resume)?;
+            println!("{}\nresults: {}", out.answer, out.dir.display());
         }
         Cmd::Latency {
             model,

@@ -45,8 +45,8 @@ use crate::cli::{CommonArgs, Preset};
 use crate::config::{resolve, ExperimentConfig};
 use crate::run::Run;
 use crate::table::{
-    run_systems, slug, write_outputs, LoopOptions, Outcomes, Role, System, SystemKind, Task,
-    WindowConfig,
+    run_systems, slug, write_outputs, LoopOptions, Outcomes, Role, SeedScores, System, SystemKind,
+    Task, WindowConfig,
 };
 
 /// The student's sizes (a transformer from scratch with the teacher's embeddings and head).
@@ -1239,7 +1239,7 @@ pub fn run(
         user_results: RefCell::new(BTreeMap::new()),
     };
     let systems = cfg.systems();
-    let external = |s: &System, seed: u64| ctx.row(s, seed);
+    let external = |s: &System, seed: u64, _: &SeedScores| ctx.row(s, seed);
     let out = run_systems(
         &run,
         &task,

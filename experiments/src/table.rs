@@ -323,8 +323,13 @@ pub struct LoopOptions<'a> {
     pub external: Option<&'a ExternalFn<'a>>,
 }
 
-/// What [`LoopOptions::external`] calls: `(row, seed)` → test scores.
-pub type ExternalFn<'a> = dyn Fn(&System, u64) -> Result<behavior_models::Scores> + 'a;
+/// What [`LoopOptions::external`] calls: `(row, seed, earlier)` → test scores, where `earlier`
+/// holds the test scores of the rows scored before it for the same seed (count baselines and
+/// every earlier row in table order), e.g. a verifier row reading BehaveGPT's probabilities.
+pub type ExternalFn<'a> = dyn Fn(&System, u64, &SeedScores) -> Result<behavior_models::Scores> + 'a;
+
+/// Test scores of one seed's rows, by row name.
+pub type SeedScores = BTreeMap<String, behavior_models::Scores>;
 
 /// Everything the loop produced, per row name.
 #[derive(Default)]
@@ -386,25 +391,29 @@ pub fn run_systems(
         out.roles.insert(s.name.clone(), s.role);
     }
     let n_seeds = opts.seeds.len();
-    let external = |s: &System, seed: u64| -> Result<behavior_models::Scores> {
-        let f = opts
-            .external
-            .with_context(|| format!("{}: an external row needs LoopOptions::external", s.name))?;
-        let scores = f(s, seed).with_context(|| format!("{} (seed {seed})", s.name))?;
-        ensure!(
-            scores.n == task.test.host.n && scores.k == task.k,
-            "{}: scores are [{}, {}], the test set needs [{}, {}]",
-            s.name,
-            scores.n,
-            scores.k,
-            task.test.host.n,
-            task.k
-        );
-        Ok(scores)
-    };
+    let external =
+        |s: &System, seed: u64, earlier: &SeedScores| -> Result<behavior_models::Scores> {
+            let f = opts.external.with_context(|| {
+                format!("{}: an external row needs LoopOptions::external", s.name)
+            })?;
+            let scores =
+                f(s, seed, earlier).with_context(|| format!("{} (seed {seed})", s.name))?;
+            ensure!(
+                scores.n == task.test.host.n && scores.k == task.k,
+                "{}: scores are [{}, {}], the test set needs [{}, {}]",
+                s.name,
+                scores.n,
+                scores.k,
+                task.test.host.n,
+                task.k
+            );
+            Ok(scores)
+        };
+    // Rows that do not depend on the seed, scored once (visible to every seed's external rows).
+    let mut fixed = SeedScores::new();
     for s in systems.iter().filter(|s| !s.is_trained()) {
         let scores = if let SystemKind::External { .. } = s.kind {
-            external(s, opts.seeds[0])?
+            external(s, opts.seeds[0], &fixed)?
         } else {
             count_predictor(task, &s.kind)?.score(&task.test.host)?
         };
@@ -415,14 +424,16 @@ pub fn run_systems(
             s.name.clone(),
             vec![top1_of(&scores.values, scores.n, task.k)?; n_seeds],
         );
+        fixed.insert(s.name.clone(), scores);
     }
     for (si, &seed) in opts.seeds.iter().enumerate() {
+        let mut seen = fixed.clone();
         for s in systems {
             if s.max_seeds.is_some_and(|m| si >= m) {
                 continue;
             }
             if let SystemKind::External { trained: true } = s.kind {
-                let scores = external(s, seed)?;
+                let scores = external(s, seed, &seen)?;
                 let e = task.evaluate(&scores.values, &task.test.host)?;
                 tracing::info!(
                     "{} seed {seed}: test R_w {:.4} R_m {:.4}",
@@ -435,6 +446,7 @@ pub fn run_systems(
                     .entry(s.name.clone())
                     .or_default()
                     .push(top1_of(&scores.values, scores.n, task.k)?);
+                seen.insert(s.name.clone(), scores);
                 continue;
             }
             let SystemKind::Neural { model, loss } = &s.kind else {
@@ -515,6 +527,7 @@ pub fn run_systems(
                     out.class_weights.insert(s.name.clone(), w);
                 }
             }
+            seen.insert(s.name.clone(), scores);
         }
     }
     Ok(out)

@@ -175,6 +175,9 @@ pub struct Compute {
     pub prompt_tokens: usize,
     /// Tokens generated over all samples.
     pub generated_tokens: usize,
+    /// Candidate-answer tokens scored (a closed-set read-out runs every class's answer after
+    /// each prompt; samplers score none).
+    pub candidate_tokens: usize,
     /// Wall seconds.
     pub seconds: f64,
     /// Free-text answers that named no class.
@@ -186,14 +189,16 @@ impl Compute {
     pub fn add(&mut self, o: &Compute) {
         self.prompt_tokens += o.prompt_tokens;
         self.generated_tokens += o.generated_tokens;
+        self.candidate_tokens += o.candidate_tokens;
         self.seconds += o.seconds;
         self.parse_failures += o.parse_failures;
         self.predictions = self.predictions.max(o.predictions);
     }
 
-    /// Prompt plus generated tokens per prediction.
+    /// Prompt, generated and candidate tokens per prediction.
     pub fn tokens_per_prediction(&self) -> f64 {
-        (self.prompt_tokens + self.generated_tokens) as f64 / self.predictions.max(1) as f64
+        (self.prompt_tokens + self.generated_tokens + self.candidate_tokens) as f64
+            / self.predictions.max(1) as f64
     }
 
     /// Wall seconds per prediction.

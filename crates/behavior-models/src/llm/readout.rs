@@ -134,6 +134,11 @@ impl CandidateRows {
         self.rows.len()
     }
 
+    /// Tokens a prompt's candidate tree runs (all rows, after prefix sharing).
+    pub fn tree_tokens(&self) -> usize {
+        self.rows.iter().map(Vec::len).sum()
+    }
+
     /// The candidates.
     pub fn candidates(&self) -> &[Vec<i64>] {
         &self.candidates

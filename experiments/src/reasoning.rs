@@ -1,0 +1,859 @@
+//! `experiments reasoning`: does spending more compute at test time, or RL with the logged next
+//! behaviour as a verifiable reward, improve the LLM behaviour predictor — especially on tail
+//! behaviours — and at what cost in tokens and seconds? (`shared/docs/papers.md` §6.)
+//!
+//! Every row starts from the BehaviorLM adapter of its seed (trained, or reused from the run
+//! folder, by `behavior_train::behaviorlm::Pipeline` with the nested `behaviorlm` config) and
+//! ends in the `[n, K]` score matrix of the shared evaluator:
+//! * the direct closed-set read-out (the BehaviorLM row);
+//! * self-consistency (majority vote) at each N of `ns`, weighted vote (sequence likelihood),
+//!   prior-corrected vote (`/ prior^γ`) and a verifier rerank with BehaveGPT's probabilities at
+//!   the largest N (`behavior_models::reasoning`; answers sampled constrained to the label set);
+//! * GRPO on the LoRA adapter (`behavior_train::grpo`, through the one trainer), read out
+//!   directly and by self-consistency at the largest N.
+//!
+//! Columns: Rec_w, Rec_m, NDCG@5, tail Rec_m, and the compute per prediction (prompt +
+//! generated + candidate tokens, wall seconds). Plots: accuracy and tail Rec_m against tokens per
+//! prediction (the test-time compute curve), GRPO's training curves. The answer to the question
+//! is computed from the numbers (paired bootstrap against the direct read-out), not written.
+//!
+//! Not built yet (reported as missing in the README): chain-of-thought and gated CoT rows, and
+//! rationale SFT (STaR).
+
+use anyhow::{ensure, Context, Result};
+use behavior_data::Verbaliser;
+use behavior_eval::claim::{paired_bootstrap_metric, ClaimMetric};
+use behavior_eval::plot::Series;
+use behavior_eval::uncertainty::BootstrapConfig;
+use behavior_eval::{Cell, Report};
+use behavior_models::llm::{Llm, LlmReadout, LogTokens};
+use behavior_models::reasoning::{
+    verifier_scores, vote_scores, AnswerSampler, AnswerSet, Compute, SampleConfig, SampledAnswer,
+    VoteRule,
+};
+use behavior_models::zoo::ModelSpec;
+use behavior_models::{Predictor, Scores};
+use behavior_train::behaviorlm::{Pipeline, Recipe};
+use behavior_train::grpo::{Grpo, GrpoConfig, PromptData};
+use behavior_train::{fit, FitOptions, TrainConfig};
+use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::Device;
+
+use crate::behaviorlm::{prepared, BehaviorLmExpConfig};
+use crate::cli::{CommonArgs, Preset};
+use crate::config::{resolve, ExperimentConfig};
+use crate::run::Run;
+use crate::table::{run_systems, write_outputs, LoopOptions, SeedScores, System, SystemKind};
+
+/// The table's metric columns: (header, evaluation key).
+pub const COLUMNS: [(&str, &str); 4] = [
+    ("Rec_w", "R_w"),
+    ("Rec_m", "R_m"),
+    ("NDCG@5", "NDCG@5"),
+    ("tail Rec_m", "tail/R_m"),
+];
+
+const ROW_DIRECT: &str = "BehaviorLM: direct read-out";
+const ROW_VERIFIER_MODEL: &str = "BehaveGPT (DRO)";
+const ROW_GRPO_DIRECT: &str = "GRPO: direct read-out";
+
+/// The experiment's config (the preset's values, then `--config`, then `--set`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReasoningExpConfig {
+    /// The BehaviorLM experiment's settings: data set, LLM, verbaliser, test windows, seeds, the
+    /// adapter's stages (every row starts from the BehaviorLM adapter) and BehaveGPT (the
+    /// verifier).
+    pub behaviorlm: BehaviorLmExpConfig,
+    /// Sample counts N of the self-consistency curve (the largest one also serves the weighted,
+    /// prior-corrected, verifier and GRPO vote rows).
+    pub ns: Vec<usize>,
+    /// Sampling: temperature, top_p, prompts per generation call, seed (`n` and `constrained`
+    /// are set per row: answers are constrained to the label set).
+    pub sample: SampleConfig,
+    /// γ of the prior-corrected vote (`p̂(a) / prior(a)^γ`).
+    pub prior_gamma: f64,
+    /// μ of the verifier rerank (`log(votes + 1) + μ log p_BehaveGPT`).
+    pub verifier_mu: f64,
+    /// GRPO settings (group size, clip, KL weight, reward balance).
+    pub grpo: GrpoConfig,
+    /// GRPO's trainer (steps, prompts per step, learning rate of the LoRA adapter).
+    pub grpo_train: TrainConfig,
+    /// Training prompts GRPO draws from: a seeded sample of BehaviorLM's training targets
+    /// (0 = all).
+    pub grpo_prompts: usize,
+}
+
+impl ReasoningExpConfig {
+    /// The preset's values.
+    pub fn preset(p: Preset) -> Self {
+        let mut behaviorlm = BehaviorLmExpConfig::preset(p);
+        let grpo_train = |steps: u64, batch: i64, lr: f64| TrainConfig {
+            max_steps: steps,
+            batch_size: batch,
+            lr,
+            warmup_steps: steps / 10 + 1,
+            log_every: 2,
+            eval_every: 0,
+            early_stop: None,
+            restore_best: false,
+            keep_last: 1,
+            checkpoint_every: 5,
+            bf16: true,
+            ..TrainConfig::default()
+        };
+        let sample = SampleConfig {
+            n: 1,
+            temperature: 1.0,
+            top_p: 1.0,
+            constrained: true,
+            max_new_tokens: 16,
+            batch: 4,
+            seed: 0,
+        };
+        let grpo = GrpoConfig {
+            group: 8,
+            beta: 0.04,
+            ..GrpoConfig::default()
+        };
+        match p {
+            // The tiny fixture Llama on the BehaviorLM smoke data: every row in seconds.
+            Preset::Smoke => {
+                behaviorlm.seeds = 1;
+                Self {
+                    behaviorlm,
+                    ns: vec![1, 4],
+                    sample,
+                    prior_gamma: 0.5,
+                    verifier_mu: 1.0,
+                    grpo: GrpoConfig { group: 4, ..grpo },
+                    grpo_train: grpo_train(3, 2, 1e-3),
+                    grpo_prompts: 8,
+                }
+            }
+            // SmolLM2-135M-Instruct on 2 CPU cores: the BehaviorLM cpu preset's data and adapter
+            // (60 behaviours, 100 test targets of 10 users), N ∈ {1, 4, 8, 16}; GRPO 40 steps of
+            // 2 prompts × 8 answers.
+            Preset::Cpu => Self {
+                behaviorlm,
+                ns: vec![1, 4, 8, 16],
+                sample,
+                prior_gamma: 0.5,
+                verifier_mu: 1.0,
+                grpo,
+                grpo_train: grpo_train(40, 2, 2e-4),
+                grpo_prompts: 400,
+            },
+            Preset::Gpu => Self {
+                behaviorlm,
+                ns: vec![1, 4, 8, 16, 32, 64],
+                sample: SampleConfig {
+                    batch: 16,
+                    ..sample
+                },
+                prior_gamma: 0.5,
+                verifier_mu: 1.0,
+                grpo: GrpoConfig { group: 16, ..grpo },
+                grpo_train: grpo_train(500, 8, 1e-4),
+                grpo_prompts: 0,
+            },
+        }
+    }
+
+    fn n_max(&self) -> usize {
+        self.ns.iter().copied().max().unwrap_or(1)
+    }
+
+    /// The rows: the non-LLM references, the direct read-out, the vote rows, GRPO.
+    pub fn systems(&self) -> Vec<System> {
+        let b = &self.behaviorlm;
+        let n = self.n_max();
+        let mut rows = vec![
+            System::baseline(
+                "Markov-1",
+                SystemKind::Markov {
+                    alpha: b.markov_alpha,
+                },
+            ),
+            System::baseline(
+                ROW_VERIFIER_MODEL,
+                SystemKind::Neural {
+                    model: ModelSpec::Behavegpt(b.behavegpt.clone()),
+                    loss: b.behavegpt_loss.clone(),
+                },
+            ),
+            System::baseline(ROW_DIRECT, SystemKind::External { trained: true }),
+        ];
+        let ext = |name: String| System::method(&name, SystemKind::External { trained: true });
+        for &k in &self.ns {
+            rows.push(ext(sc_row(k)));
+        }
+        rows.push(ext(format!("weighted vote N={n}")));
+        rows.push(ext(format!(
+            "prior-corrected vote N={n} (γ={})",
+            self.prior_gamma
+        )));
+        rows.push(ext(format!(
+            "verifier rerank N={n} (BehaveGPT, μ={})",
+            self.verifier_mu
+        )));
+        rows.push(ext(ROW_GRPO_DIRECT.to_string()));
+        rows.push(ext(format!("GRPO: self-consistency N={n}")));
+        rows
+    }
+}
+
+fn sc_row(n: usize) -> String {
+    format!("self-consistency N={n}")
+}
+
+impl ExperimentConfig for ReasoningExpConfig {
+    fn check(&self) -> Result<()> {
+        self.behaviorlm.check().context("behaviorlm")?;
+        ensure!(
+            !self.ns.is_empty(),
+            "ns must name at least one sample count"
+        );
+        ensure!(
+            self.ns.iter().all(|&n| n >= 1),
+            "every N in ns must be >= 1"
+        );
+        ensure!(
+            self.sample.temperature > 0.0,
+            "sample.temperature must be > 0 (greedy samples would all agree)"
+        );
+        ensure!(
+            self.prior_gamma >= 0.0 && self.prior_gamma.is_finite(),
+            "prior_gamma must be >= 0"
+        );
+        ensure!(self.verifier_mu.is_finite(), "verifier_mu must be finite");
+        self.grpo.check().context("grpo")?;
+        self.grpo_train.check().context("grpo_train")?;
+        Ok(())
+    }
+}
+
+/// What a run produced.
+pub struct Outcome {
+    /// The table.
+    pub report: Report,
+    /// The measured answer to the experiment's question.
+    pub answer: String,
+    /// Compute per row (seed means).
+    pub compute: BTreeMap<String, Compute>,
+    /// The run folder.
+    pub dir: PathBuf,
+    /// Per row, one evaluation per seed.
+    pub evaluations: BTreeMap<String, Vec<behavior_eval::Evaluation>>,
+}
+
+/// One sampling pass: N answers per test prompt and its compute.
+type Sampled = (Vec<Vec<SampledAnswer>>, Compute);
+
+/// Which adapter a row reads: BehaviorLM's, or the GRPO-trained one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Policy {
+    BehaviorLm,
+    Grpo,
+}
+
+/// Runs the experiment (`dataset` overrides `behaviorlm.dataset`; `resume` reuses finished
+/// adapters and continues interrupted trainings in the run folder of `--run-id`).
+pub fn run(
+    common: &CommonArgs,
+    device: Device,
+    dataset: Option<&str>,
+    resume: bool,
+) -> Result<Outcome> {
+    let mut overrides = common.overrides.clone();
+    if let Some(d) = dataset {
+        overrides.push(format!("behaviorlm.dataset={d}"));
+    }
+    let cfg = resolve(
+        ReasoningExpConfig::preset(common.preset),
+        common.config.as_deref(),
+        &overrides,
+    )?;
+    let run = Run::start("reasoning", common, device, &cfg)?;
+    let p = prepared(cfg.behaviorlm.clone(), run, common.seed)?;
+    let (bcfg, ds, split) = (&p.cfg, &p.ds, &p.split);
+    let task = p.task(common.seed, device)?;
+    let verbaliser = Verbaliser::new(ds, bcfg.verbaliser.clone())?;
+    let tokens = LogTokens::new(
+        &p.tok,
+        bcfg.model.system.as_deref(),
+        &bcfg.verbaliser.instruction,
+    )?;
+    let aux = p.aux(&verbaliser, device)?;
+    let pipeline = Pipeline {
+        cfg: &bcfg.method,
+        model_dir: &p.model_dir,
+        tokens: &tokens,
+        verbaliser: &verbaliser,
+        train: &p.train_targets,
+        anchors: split.anchor_tail(),
+        aux: &aux,
+        device,
+    };
+    let recipe = Recipe::Progressive {
+        aux: true,
+        selection: cfg.behaviorlm.selection,
+    };
+    let llm_dir = p.run.path().join("llm");
+    let total: f64 = task.counts.iter().sum();
+    let prior: Vec<f64> = task.counts.iter().map(|c| c / total.max(1.0)).collect();
+    let tail: Vec<bool> = task.is_anchor.iter().map(|a| !a).collect();
+    let n_max = cfg.n_max();
+    let test_prompts: RefCell<Option<Vec<Vec<i64>>>> = RefCell::new(None);
+    // The adapter of the current seed, per policy (loaded once per seed).
+    let policies: RefCell<BTreeMap<Policy, (u64, Llm)>> = RefCell::new(BTreeMap::new());
+    // Samples at each N of the current seed and policy, reused by the vote rows.
+    let samples: RefCell<BTreeMap<(u64, Policy, usize), Sampled>> = RefCell::new(BTreeMap::new());
+    let compute: RefCell<BTreeMap<String, Vec<Compute>>> = RefCell::new(BTreeMap::new());
+    let grpo_curves: RefCell<Vec<Series>> = RefCell::new(vec![]);
+    let grpo_reports: RefCell<BTreeMap<u64, serde_json::Value>> = RefCell::new(BTreeMap::new());
+
+    // The tuned model of `policy` for `seed` (GRPO trains from BehaviorLM's adapter).
+    let load = |policy: Policy, seed: u64| -> Result<()> {
+        if policies
+            .borrow()
+            .get(&policy)
+            .is_some_and(|(s, _)| *s == seed)
+        {
+            return Ok(());
+        }
+        let sdir = llm_dir.join(format!("seed{seed}"));
+        let tuned = pipeline.run(&recipe, seed, &sdir, resume)?;
+        let mut llm = tuned.llm;
+        if policy == Policy::Grpo {
+            let gdir = sdir.join("grpo");
+            let adapter = gdir.join("adapter");
+            if gdir.join("grpo.json").exists() && adapter.join("adapter_model.safetensors").exists()
+            {
+                behavior_models::llm::load_adapter(&mut llm.vs, &adapter)?;
+                tracing::info!(
+                    "GRPO seed {seed}: adapter reused from {}",
+                    adapter.display()
+                );
+            } else {
+                let report = train_grpo(
+                    &cfg,
+                    &pipeline,
+                    &recipe,
+                    &tokens,
+                    &verbaliser,
+                    &mut llm,
+                    &tail,
+                    seed,
+                    &sdir,
+                    resume,
+                )?;
+                grpo_reports.borrow_mut().insert(seed, report);
+            }
+            if seed == common.seed {
+                grpo_curves
+                    .borrow_mut()
+                    .extend(read_grpo_curves(&gdir.join("metrics.jsonl"))?);
+            }
+        }
+        policies.borrow_mut().insert(policy, (seed, llm));
+        Ok(())
+    };
+
+    let external = |s: &System, seed: u64, earlier: &SeedScores| -> Result<Scores> {
+        let name = s.name.as_str();
+        let policy = if name.starts_with("GRPO") {
+            Policy::Grpo
+        } else {
+            Policy::BehaviorLm
+        };
+        load(policy, seed)?;
+        let pols = policies.borrow();
+        let llm = &pols[&policy].1;
+        let ro = LlmReadout::new(
+            &llm.model,
+            &tokens,
+            &verbaliser,
+            cfg.behaviorlm.method.readout.clone(),
+        )?;
+        if test_prompts.borrow().is_none() {
+            *test_prompts.borrow_mut() = Some(ro.prompts(&task.test.host.index)?);
+        }
+        let prompts = test_prompts.borrow().clone().unwrap_or_default();
+        let k = task.k;
+        let sampled = |n: usize| -> Result<Sampled> {
+            if let Some(v) = samples.borrow().get(&(seed, policy, n)) {
+                return Ok(v.clone());
+            }
+            let sampler = AnswerSampler::new(&ro, Some(&p.tok))?;
+            let scfg = SampleConfig {
+                n,
+                constrained: true,
+                seed: cfg.sample.seed ^ seed.wrapping_mul(0x5EED),
+                ..cfg.sample.clone()
+            };
+            let v = sampler.sample(&prompts, &scfg)?;
+            tracing::info!(
+                "{policy:?} seed {seed}: {n} samples × {} prompts in {:.1}s",
+                prompts.len(),
+                v.1.seconds
+            );
+            samples.borrow_mut().insert((seed, policy, n), v.clone());
+            Ok(v)
+        };
+        let (scores, c) = if name == ROW_DIRECT || name == ROW_GRPO_DIRECT {
+            let t0 = std::time::Instant::now();
+            let sc = ro.score(&task.test.host)?;
+            let st = ro.stats();
+            let c = Compute {
+                predictions: st.prompts,
+                prompt_tokens: st.prompt_tokens,
+                generated_tokens: 0,
+                candidate_tokens: st.prompts * ro.rows().tree_tokens(),
+                seconds: t0.elapsed().as_secs_f64(),
+                parse_failures: 0,
+            };
+            (sc, c)
+        } else if let Some(n) = name
+            .strip_prefix("self-consistency N=")
+            .or_else(|| name.strip_prefix("GRPO: self-consistency N="))
+        {
+            let n: usize = n.parse().with_context(|| format!("row {name}"))?;
+            let (a, c) = sampled(n)?;
+            (vote_scores(&a, k, VoteRule::Majority, None)?, c)
+        } else if name.starts_with("weighted vote") {
+            let (a, c) = sampled(n_max)?;
+            (vote_scores(&a, k, VoteRule::Weighted, None)?, c)
+        } else if name.starts_with("prior-corrected vote") {
+            let (a, c) = sampled(n_max)?;
+            let rule = VoteRule::PriorCorrected {
+                gamma: cfg.prior_gamma,
+            };
+            (vote_scores(&a, k, rule, Some(&prior))?, c)
+        } else if name.starts_with("verifier rerank") {
+            let (a, c) = sampled(n_max)?;
+            let v = earlier.get(ROW_VERIFIER_MODEL).with_context(|| {
+                format!("{name}: the verifier row {ROW_VERIFIER_MODEL:?} was not scored first")
+            })?;
+            (verifier_scores(&a, v, cfg.verifier_mu)?, c)
+        } else {
+            anyhow::bail!("no external row named {name:?}")
+        };
+        compute
+            .borrow_mut()
+            .entry(name.to_owned())
+            .or_default()
+            .push(c);
+        Ok(scores)
+    };
+    let systems = cfg.systems();
+    let out = run_systems(
+        &p.run,
+        &task,
+        &systems,
+        &LoopOptions {
+            train: &bcfg.train,
+            seeds: (0..bcfg.seeds).map(|s| common.seed + s).collect(),
+            eval_batch: bcfg.eval_batch,
+            valid_metrics: &["R_w", "R_m", "NDCG@5"],
+            resume,
+            device,
+            external: Some(&external),
+        },
+    )?;
+    let compute = compute.into_inner();
+    let mean_compute: BTreeMap<String, Compute> = compute
+        .iter()
+        .map(|(k, cs)| (k.clone(), mean_of(cs)))
+        .collect();
+
+    // The table: metric columns plus compute per prediction.
+    let title = format!(
+        "Test-time scaling and GRPO for the LLM predictor on {} ({} classes, {} tail, {} test targets, {} seed{})",
+        ds.name,
+        task.k,
+        tail.iter().filter(|&&t| t).count(),
+        task.test.host.n,
+        bcfg.seeds,
+        if bcfg.seeds == 1 { "" } else { "s" }
+    );
+    let mut headers: Vec<&str> = COLUMNS.iter().map(|c| c.0).collect();
+    headers.extend(["tokens / prediction", "s / prediction"]);
+    let mut report = Report::new(title, headers);
+    for name in &out.order {
+        let evals = &out.evals[name];
+        let mut cells = Vec::new();
+        for (_, key) in COLUMNS {
+            let vals: Vec<f64> = evals.iter().filter_map(|e| e.metric(key)).collect();
+            cells.push(match vals.len() {
+                0 => Cell::Empty,
+                1 => Cell::Value(vals[0]),
+                _ => Cell::MeanStd(behavior_eval::uncertainty::MeanStd::from_values(&vals)?),
+            });
+        }
+        match mean_compute.get(name) {
+            Some(c) => {
+                cells.push(Cell::Text(format!("{:.0}", c.tokens_per_prediction())));
+                cells.push(Cell::Text(format!("{:.3}", c.seconds_per_prediction())));
+            }
+            None => cells.extend([Cell::Text("-".into()), Cell::Text("-".into())]),
+        }
+        report.add_row(name.as_str(), cells)?;
+    }
+    report.metrics = COLUMNS
+        .iter()
+        .map(|c| c.1.to_owned())
+        .chain([
+            "tokens_per_prediction".into(),
+            "seconds_per_prediction".into(),
+        ])
+        .collect();
+    report.add_note(format!(
+        "Every LLM row starts from its seed's BehaviorLM adapter (A → B); answers are sampled at temperature {} (top-p {}) constrained to the label set; tokens per prediction = prompt + generated + candidate-answer tokens (the direct read-out scores all {} candidates after each prompt and reuses a user's KV cache across consecutive prompts, the samplers encode each prompt once for its N samples). Tail = classes with ≤ 1 % of the training targets.",
+        cfg.sample.temperature, cfg.sample.top_p, task.k
+    ));
+    report.add_note(format!(
+        "GRPO: {} steps × {} prompts × {} answers, lr {}, β {}, clip {}, reward balance γ {}; trained from the BehaviorLM adapter on {} training prompts.",
+        cfg.grpo_train.max_steps,
+        cfg.grpo_train.batch_size,
+        cfg.grpo.group,
+        cfg.grpo_train.lr,
+        cfg.grpo.beta,
+        cfg.grpo.clip_eps,
+        cfg.grpo.balance_gamma,
+        if cfg.grpo_prompts == 0 { p.train_targets.len() } else { cfg.grpo_prompts.min(p.train_targets.len()) }
+    ));
+    let answer = answer(&out, &task, &mean_compute, &tail)?;
+    for l in answer.lines() {
+        report.add_note(l.to_owned());
+    }
+    write_outputs(&p.run, &report, &out, &COLUMNS.map(|c| c.1))?;
+    p.run
+        .write("compute.json", &serde_json::to_vec_pretty(&compute)?)?;
+    p.run.write(
+        "grpo.json",
+        &serde_json::to_vec_pretty(&grpo_reports.into_inner())?,
+    )?;
+    compute_curves(&p.run, &out, &mean_compute, &cfg)?;
+    let curves = grpo_curves.into_inner();
+    if !curves.is_empty() {
+        behavior_eval::plot::training_curves(
+            &p.run.path().join("grpo_curves.svg"),
+            "GRPO (first seed): reward, KL, answer entropy, tail share per step",
+            "step",
+            "value",
+            &curves,
+            false,
+        )?;
+    }
+    let md = report.to_markdown();
+    println!("{md}");
+    let dir = p.run.finish("ok")?;
+    Ok(Outcome {
+        report,
+        answer,
+        compute: mean_compute,
+        dir,
+        evaluations: out.evals,
+    })
+}
+
+fn mean_of(cs: &[Compute]) -> Compute {
+    let n = cs.len().max(1);
+    let mut m = Compute::default();
+    for c in cs {
+        m.predictions += c.predictions;
+        m.prompt_tokens += c.prompt_tokens;
+        m.generated_tokens += c.generated_tokens;
+        m.candidate_tokens += c.candidate_tokens;
+        m.seconds += c.seconds;
+        m.parse_failures += c.parse_failures;
+    }
+    // per-seed means; the per-prediction ratios are unchanged by the division
+    m.predictions /= n;
+    m.prompt_tokens /= n;
+    m.generated_tokens /= n;
+    m.candidate_tokens /= n;
+    m.seconds /= n as f64;
+    m.parse_failures /= n;
+    m
+}
+
+/// Trains GRPO from the BehaviorLM adapter in `llm` (in place) and saves the adapter under
+/// `<sdir>/grpo/adapter` with `grpo.json` (written last: it marks the stage finished).
+#[allow(clippy::too_many_arguments)]
+fn train_grpo(
+    cfg: &ReasoningExpConfig,
+    pipeline: &Pipeline<'_>,
+    recipe: &Recipe,
+    tokens: &LogTokens<'_>,
+    verbaliser: &Verbaliser<'_>,
+    llm: &mut Llm,
+    tail: &[bool],
+    seed: u64,
+    sdir: &Path,
+    resume: bool,
+) -> Result<serde_json::Value> {
+    let gdir = sdir.join("grpo");
+    // the frozen reference: the same BehaviorLM adapter, loaded again
+    let reference = pipeline.run(recipe, seed, sdir, true)?.llm;
+    let classes = pipeline.train_classes()?;
+    let mut items: Vec<(u32, u32)> = pipeline
+        .train
+        .iter()
+        .copied()
+        .zip(classes.iter().copied())
+        .collect();
+    if cfg.grpo_prompts > 0 && cfg.grpo_prompts < items.len() {
+        let idx: Vec<u32> = (0..items.len() as u32).collect();
+        let keep = behavior_data::registry::subsample(&idx, cfg.grpo_prompts, seed ^ 0x6_2F0);
+        items = keep.iter().map(|&i| items[i as usize]).collect();
+    }
+    let ro = LlmReadout::new(
+        &llm.model,
+        tokens,
+        verbaliser,
+        cfg.behaviorlm.method.readout.clone(),
+    )?;
+    let targets: Vec<u32> = items.iter().map(|x| x.0).collect();
+    let prompts = ro.prompts(&targets)?;
+    drop(ro);
+    let data = PromptData {
+        prompts,
+        labels: items.iter().map(|x| x.1).collect(),
+        device: pipeline.device,
+    };
+    let answers = {
+        let ro = LlmReadout::new(
+            &llm.model,
+            tokens,
+            verbaliser,
+            cfg.behaviorlm.method.readout.clone(),
+        )?;
+        AnswerSet::of(&ro)?
+    };
+    let mut objective = Grpo::new(
+        GrpoConfig {
+            seed,
+            ..cfg.grpo.clone()
+        },
+        &data,
+        &reference.model,
+        answers,
+        tail.to_vec(),
+        None,
+    )?;
+    let tcfg = TrainConfig {
+        seed,
+        ..cfg.grpo_train.clone()
+    };
+    let t0 = std::time::Instant::now();
+    let summary = fit(
+        &tcfg,
+        &llm.model,
+        &mut llm.vs,
+        &data,
+        &mut objective,
+        &mut |_| Ok(BTreeMap::new()),
+        &FitOptions {
+            dir: Some(gdir.clone()),
+            resume,
+            stop_after: None,
+            progress: true,
+            label: format!("grpo-seed{seed}"),
+        },
+    )
+    .with_context(|| format!("GRPO seed {seed}"))?;
+    let seconds = t0.elapsed().as_secs_f64();
+    tracing::info!("GRPO seed {seed}: {} steps in {seconds:.1}s", summary.steps);
+    behavior_models::llm::save_adapter(
+        &llm.vs,
+        &cfg.behaviorlm.method.lora,
+        &gdir.join("adapter"),
+    )?;
+    let report = serde_json::json!({
+        "steps": summary.steps,
+        "seconds": seconds,
+        "prompts": data.prompts.len(),
+        "final_loss": summary.curve.last().map(|p| p.loss),
+    });
+    behavior_data::io::write_atomic(
+        &gdir.join("grpo.json"),
+        &serde_json::to_vec_pretty(&report)?,
+    )
+    .with_context(|| format!("writing {}", gdir.join("grpo.json").display()))?;
+    Ok(report)
+}
+
+/// GRPO's logged reward, KL, answer entropy and tail share per step, from its `metrics.jsonl`.
+fn read_grpo_curves(path: &Path) -> Result<Vec<Series>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let keys = ["reward", "kl", "answer_entropy", "tail_share"];
+    let mut series: Vec<Series> = keys
+        .iter()
+        .map(|k| Series {
+            name: (*k).to_string(),
+            points: vec![],
+        })
+        .collect();
+    for (i, line) in text.lines().enumerate() {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .with_context(|| format!("{}: line {}", path.display(), i + 1))?;
+        let Some(step) = v.get("step").and_then(serde_json::Value::as_f64) else {
+            continue;
+        };
+        for (k, s) in keys.iter().zip(series.iter_mut()) {
+            if let Some(x) = v.get(*k).and_then(serde_json::Value::as_f64) {
+                s.points.push((step, x));
+            }
+        }
+    }
+    Ok(series
+        .into_iter()
+        .filter(|s| !s.points.is_empty())
+        .collect())
+}
+
+/// The test-time compute curves: accuracy and tail Rec_m against tokens per prediction, one line
+/// per method family.
+fn compute_curves(
+    run: &Run,
+    out: &crate::table::Outcomes,
+    compute: &BTreeMap<String, Compute>,
+    cfg: &ReasoningExpConfig,
+) -> Result<()> {
+    for (key, file, label) in [
+        ("R_w", "compute_accuracy.svg", "Rec_w (accuracy)"),
+        ("tail/R_m", "compute_tail.svg", "tail Rec_m"),
+    ] {
+        let point = |row: &str| -> Option<(f64, f64)> {
+            let c = compute.get(row)?;
+            let es = out.evals.get(row)?;
+            let vals: Vec<f64> = es.iter().filter_map(|e| e.metric(key)).collect();
+            (!vals.is_empty()).then(|| {
+                (
+                    c.tokens_per_prediction(),
+                    vals.iter().sum::<f64>() / vals.len() as f64,
+                )
+            })
+        };
+        let mut series = vec![Series {
+            name: "self-consistency".into(),
+            points: cfg.ns.iter().filter_map(|&n| point(&sc_row(n))).collect(),
+        }];
+        for row in out.order.iter().filter(|r| compute.contains_key(*r)) {
+            if row.starts_with("self-consistency") {
+                continue;
+            }
+            if let Some(p) = point(row) {
+                series.push(Series {
+                    name: row.clone(),
+                    points: vec![p],
+                });
+            }
+        }
+        series.retain(|s| !s.points.is_empty());
+        if series.is_empty() {
+            continue;
+        }
+        behavior_eval::plot::training_curves(
+            &run.path().join(file),
+            &format!("{label} against test-time compute"),
+            "tokens per prediction",
+            label,
+            &series,
+            false,
+        )?;
+    }
+    Ok(())
+}
+
+/// Which method, if any, is worth its compute: each LLM row against the direct read-out, paired
+/// bootstrap over the test samples on accuracy and on macro recall of the tail samples.
+fn answer(
+    out: &crate::table::Outcomes,
+    task: &crate::table::Task,
+    compute: &BTreeMap<String, Compute>,
+    tail: &[bool],
+) -> Result<String> {
+    let y: Vec<u32> = task.test.host.target.clone();
+    let tail_idx: Vec<usize> = (0..y.len()).filter(|&i| tail[y[i] as usize]).collect();
+    let boot = BootstrapConfig {
+        resamples: 1000,
+        ..BootstrapConfig::default()
+    };
+    let base = &out.predictions[ROW_DIRECT];
+    let base_c = compute.get(ROW_DIRECT).copied().unwrap_or_default();
+    let mut lines = vec![];
+    let mut worth = vec![];
+    for row in out
+        .order
+        .iter()
+        .filter(|r| compute.contains_key(*r) && *r != ROW_DIRECT)
+    {
+        let preds = &out.predictions[row];
+        let a: Vec<&[u32]> = preds.iter().map(Vec::as_slice).collect();
+        let b: Vec<&[u32]> = base.iter().map(Vec::as_slice).collect();
+        let acc = paired_bootstrap_metric(&y, task.k, &a, &b, ClaimMetric::WeightedRecall, &boot)?;
+        let tail_part = if tail_idx.len() >= 2 {
+            let sub = |v: &[u32]| -> Vec<u32> { tail_idx.iter().map(|&i| v[i]).collect() };
+            let yt = sub(&y);
+            let at: Vec<Vec<u32>> = a.iter().map(|v| sub(v)).collect();
+            let bt: Vec<Vec<u32>> = b.iter().map(|v| sub(v)).collect();
+            Some(paired_bootstrap_metric(
+                &yt,
+                task.k,
+                &at.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+                &bt.iter().map(Vec::as_slice).collect::<Vec<_>>(),
+                ClaimMetric::MacroRecall,
+                &boot,
+            )?)
+        } else {
+            None
+        };
+        let c = compute[row];
+        let ratio = c.tokens_per_prediction() / base_c.tokens_per_prediction().max(1e-9);
+        let better_acc = acc.difference.lower > 0.0;
+        let better_tail = tail_part.is_some_and(|t| t.difference.lower > 0.0);
+        lines.push(format!(
+            "{row}: Δ accuracy {:+.2} pts (95 % CI {:+.2} … {:+.2}){}; {:.1}× the direct read-out's tokens, {:.1}× its seconds.",
+            100.0 * acc.difference.estimate,
+            100.0 * acc.difference.lower,
+            100.0 * acc.difference.upper,
+            match tail_part {
+                Some(t) => format!(
+                    ", Δ tail Rec_m {:+.2} pts (CI {:+.2} … {:+.2}, {} tail samples)",
+                    100.0 * t.difference.estimate,
+                    100.0 * t.difference.lower,
+                    100.0 * t.difference.upper,
+                    tail_idx.len()
+                ),
+                None => format!(", tail: {} tail samples, not tested", tail_idx.len()),
+            },
+            ratio,
+            c.seconds_per_prediction() / base_c.seconds_per_prediction().max(1e-12)
+        ));
+        if better_acc || better_tail {
+            worth.push((row.clone(), ratio, better_acc, better_tail));
+        }
+    }
+    let verdict = if worth.is_empty() {
+        "Answer (computed): no test-time method or GRPO beat the direct read-out significantly on accuracy or tail Rec_m here; the extra compute bought nothing measurable.".to_string()
+    } else {
+        worth.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let (row, ratio, acc, tail) = &worth[0];
+        format!(
+            "Answer (computed): the cheapest method with a significant gain over the direct read-out is {row} ({}{}{}), at {ratio:.1}× its tokens; {} method(s) in all beat it significantly.",
+            if *acc { "accuracy" } else { "" },
+            if *acc && *tail { " and " } else { "" },
+            if *tail { "tail Rec_m" } else { "" },
+            worth.len()
+        )
+    };
+    lines.push(verdict);
+    Ok(lines.join("\n"))
+}
