@@ -28,14 +28,15 @@ use behavior_eval::uncertainty::BootstrapConfig;
 use behavior_eval::{Cell, Report};
 use behavior_models::llm::{Llm, LlmReadout, LogTokens};
 use behavior_models::reasoning::{
-    verifier_scores, vote_scores, AnswerSampler, AnswerSet, Compute, SampleConfig, SampledAnswer,
-    VoteRule,
+    cot_scores, gate, gated_scores, row_entropy, star_examples, star_sft_example, verifier_scores,
+    vote_scores, AnswerSampler, AnswerSet, Compute, CotConfig, CotReasoner, CotTarget,
+    SampleConfig, SampledAnswer, VoteRule,
 };
 use behavior_models::zoo::ModelSpec;
 use behavior_models::{Predictor, Scores};
 use behavior_train::behaviorlm::{Pipeline, Recipe};
 use behavior_train::grpo::{Grpo, GrpoConfig, PromptData};
-use behavior_train::{fit, FitOptions, TrainConfig};
+use behavior_train::{fit, FitOptions, Sft, SftData, TrainConfig};
 use serde::{Deserialize, Serialize};
 use std::cell::RefCell;
 use std::collections::BTreeMap;
@@ -59,6 +60,9 @@ pub const COLUMNS: [(&str, &str); 4] = [
 const ROW_DIRECT: &str = "BehaviorLM: direct read-out";
 const ROW_VERIFIER_MODEL: &str = "BehaveGPT (DRO)";
 const ROW_GRPO_DIRECT: &str = "GRPO: direct read-out";
+const ROW_COT: &str = "chain-of-thought";
+const ROW_GATED: &str = "gated CoT";
+const ROW_STAR: &str = "rationale SFT (STaR): chain-of-thought";
 
 /// The experiment's config (the preset's values, then `--config`, then `--set`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -85,6 +89,26 @@ pub struct ReasoningExpConfig {
     /// Training prompts GRPO draws from: a seeded sample of BehaviorLM's training targets
     /// (0 = all).
     pub grpo_prompts: usize,
+    /// Chain-of-thought: prompt template, rationale length, sampling.
+    pub cot: CotConfig,
+    /// Validation targets on which gated CoT chooses its entropy threshold.
+    pub gate_valid: usize,
+    /// Rationale SFT (STaR).
+    pub star: StarConfig,
+}
+
+/// Rationale SFT (STaR) settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StarConfig {
+    /// Training targets whose rationales are sampled (a seeded sample of BehaviorLM's).
+    pub prompts: usize,
+    /// Rationalise failures with the answer as a hint (STaR's rationalisation).
+    pub hint: bool,
+    /// Temperature of the training rationales (> 0 gives varied rationales).
+    pub temperature: f64,
+    /// SFT of the adapter on the kept rationales.
+    pub train: TrainConfig,
 }
 
 impl ReasoningExpConfig {
@@ -119,6 +143,24 @@ impl ReasoningExpConfig {
             beta: 0.04,
             ..GrpoConfig::default()
         };
+        let star = |prompts: usize, steps: u64| StarConfig {
+            prompts,
+            hint: true,
+            temperature: 0.7,
+            train: TrainConfig {
+                max_steps: steps,
+                batch_size: 2,
+                lr: 5e-4,
+                warmup_steps: steps / 10 + 1,
+                log_every: 2,
+                eval_every: 0,
+                early_stop: None,
+                restore_best: false,
+                keep_last: 1,
+                checkpoint_every: 10,
+                ..TrainConfig::default()
+            },
+        };
         match p {
             // The tiny fixture Llama on the BehaviorLM smoke data: every row in seconds.
             Preset::Smoke => {
@@ -132,6 +174,13 @@ impl ReasoningExpConfig {
                     grpo: GrpoConfig { group: 4, ..grpo },
                     grpo_train: grpo_train(3, 2, 1e-3),
                     grpo_prompts: 8,
+                    cot: CotConfig {
+                        max_new_tokens: 8,
+                        budget: 120,
+                        ..CotConfig::default()
+                    },
+                    gate_valid: 6,
+                    star: star(4, 2),
                 }
             }
             // SmolLM2-135M-Instruct on 2 CPU cores: the BehaviorLM cpu preset's data and adapter
@@ -146,6 +195,9 @@ impl ReasoningExpConfig {
                 grpo,
                 grpo_train: grpo_train(40, 2, 2e-4),
                 grpo_prompts: 400,
+                cot: CotConfig::default(),
+                gate_valid: 40,
+                star: star(60, 30),
             },
             Preset::Gpu => Self {
                 behaviorlm,
@@ -159,6 +211,13 @@ impl ReasoningExpConfig {
                 grpo: GrpoConfig { group: 16, ..grpo },
                 grpo_train: grpo_train(500, 8, 1e-4),
                 grpo_prompts: 0,
+                cot: CotConfig {
+                    budget: 1024,
+                    max_new_tokens: 128,
+                    ..CotConfig::default()
+                },
+                gate_valid: 200,
+                star: star(2000, 300),
             },
         }
     }
@@ -200,6 +259,9 @@ impl ReasoningExpConfig {
             "verifier rerank N={n} (BehaveGPT, μ={})",
             self.verifier_mu
         )));
+        rows.push(ext(ROW_COT.to_string()));
+        rows.push(ext(ROW_GATED.to_string()));
+        rows.push(ext(ROW_STAR.to_string()));
         rows.push(ext(ROW_GRPO_DIRECT.to_string()));
         rows.push(ext(format!("GRPO: self-consistency N={n}")));
         rows
@@ -232,6 +294,13 @@ impl ExperimentConfig for ReasoningExpConfig {
         ensure!(self.verifier_mu.is_finite(), "verifier_mu must be finite");
         self.grpo.check().context("grpo")?;
         self.grpo_train.check().context("grpo_train")?;
+        ensure!(
+            self.cot.samples >= 1 && self.cot.max_new_tokens >= 1,
+            "cot.samples and cot.max_new_tokens must be >= 1"
+        );
+        ensure!(self.gate_valid >= 1, "gate_valid must be >= 1");
+        ensure!(self.star.prompts >= 1, "star.prompts must be >= 1");
+        self.star.train.check().context("star.train")?;
         Ok(())
     }
 }
@@ -258,6 +327,7 @@ type Sampled = (Vec<Vec<SampledAnswer>>, Compute);
 enum Policy {
     BehaviorLm,
     Grpo,
+    Star,
 }
 
 /// Runs the experiment (`dataset` overrides `behaviorlm.dataset`; `resume` reuses finished
@@ -315,6 +385,10 @@ pub fn run(
     let compute: RefCell<BTreeMap<String, Vec<Compute>>> = RefCell::new(BTreeMap::new());
     let grpo_curves: RefCell<Vec<Series>> = RefCell::new(vec![]);
     let grpo_reports: RefCell<BTreeMap<u64, serde_json::Value>> = RefCell::new(BTreeMap::new());
+    let star_reports: RefCell<BTreeMap<u64, serde_json::Value>> = RefCell::new(BTreeMap::new());
+    // Chain-of-thought outputs of the current seed per policy (the gated row reuses them).
+    let cots: RefCell<BTreeMap<(u64, Policy), Vec<CotTarget>>> = RefCell::new(BTreeMap::new());
+    let gates: RefCell<BTreeMap<u64, serde_json::Value>> = RefCell::new(BTreeMap::new());
 
     // The tuned model of `policy` for `seed` (GRPO trains from BehaviorLM's adapter).
     let load = |policy: Policy, seed: u64| -> Result<()> {
@@ -359,6 +433,31 @@ pub fn run(
                     .extend(read_grpo_curves(&gdir.join("metrics.jsonl"))?);
             }
         }
+        if policy == Policy::Star {
+            let dir = sdir.join("star");
+            let adapter = dir.join("adapter");
+            if dir.join("star.json").exists() && adapter.join("adapter_model.safetensors").exists()
+            {
+                behavior_models::llm::load_adapter(&mut llm.vs, &adapter)?;
+                tracing::info!(
+                    "STaR seed {seed}: adapter reused from {}",
+                    adapter.display()
+                );
+            } else {
+                let report = train_star(
+                    &cfg,
+                    &pipeline,
+                    &tokens,
+                    &verbaliser,
+                    &p.tok,
+                    &mut llm,
+                    seed,
+                    &dir,
+                    resume,
+                )?;
+                star_reports.borrow_mut().insert(seed, report);
+            }
+        }
         policies.borrow_mut().insert(policy, (seed, llm));
         Ok(())
     };
@@ -367,6 +466,8 @@ pub fn run(
         let name = s.name.as_str();
         let policy = if name.starts_with("GRPO") {
             Policy::Grpo
+        } else if name == ROW_STAR {
+            Policy::Star
         } else {
             Policy::BehaviorLm
         };
@@ -404,7 +505,97 @@ pub fn run(
             samples.borrow_mut().insert((seed, policy, n), v.clone());
             Ok(v)
         };
-        let (scores, c) = if name == ROW_DIRECT || name == ROW_GRPO_DIRECT {
+        let system = cfg.behaviorlm.model.system.as_deref();
+        let cot_of = |index: &[u32]| -> Result<Vec<CotTarget>> {
+            let r = CotReasoner::new(&ro, &p.tok, system, cfg.cot.clone())?;
+            let t0 = std::time::Instant::now();
+            let out = r.reason(index)?;
+            tracing::info!(
+                "{policy:?} seed {seed}: chain-of-thought on {} targets in {:.1}s",
+                index.len(),
+                t0.elapsed().as_secs_f64()
+            );
+            Ok(out)
+        };
+        let test_cot = || -> Result<Vec<CotTarget>> {
+            if let Some(v) = cots.borrow().get(&(seed, policy)) {
+                return Ok(v.clone());
+            }
+            let v = cot_of(&task.test.host.index)?;
+            cots.borrow_mut().insert((seed, policy), v.clone());
+            Ok(v)
+        };
+        let sum_compute = |ts: &[&CotTarget]| {
+            let mut c = Compute::default();
+            for t in ts {
+                c.add(&t.compute);
+            }
+            c.predictions = task.test.host.n;
+            c
+        };
+        let (scores, c) = if name == ROW_COT || name == ROW_STAR {
+            let ts = test_cot()?;
+            let c = sum_compute(&ts.iter().collect::<Vec<_>>());
+            (cot_scores(&ts)?, c)
+        } else if name == ROW_GATED {
+            let direct = earlier
+                .get(ROW_DIRECT)
+                .with_context(|| format!("{name}: the direct read-out row was not scored first"))?;
+            // the threshold: best validation accuracy over the validation entropies' values
+            let m = cfg.gate_valid.min(task.valid.host.n);
+            let vidx = &task.valid.host.index[..m];
+            let vy = &task.valid.host.target[..m];
+            let vdirect = {
+                let rows = ro.score_prompts(&ro.prompts(vidx)?)?;
+                let values: Vec<f32> = rows.iter().flatten().map(|c| c.mean as f32).collect();
+                Scores::new(values, m, k)?
+            };
+            let vcot = cot_scores(&cot_of(vidx)?)?;
+            let mut candidates: Vec<f64> = row_entropy(&vdirect);
+            candidates.push(f64::INFINITY);
+            candidates.push(f64::NEG_INFINITY);
+            let acc = |th: f64| -> Result<f64> {
+                let g = gate(&vdirect, th, &tail);
+                let sc = gated_scores(&vdirect, &vcot, &g)?;
+                let hits = (0..m)
+                    .filter(|&i| argmax(sc.row(i)) == vy[i] as usize)
+                    .count();
+                Ok(hits as f64 / m.max(1) as f64)
+            };
+            let mut best = (f64::INFINITY, acc(f64::INFINITY)?);
+            for &th in &candidates {
+                let a = acc(th)?;
+                if a > best.1 || (a == best.1 && th > best.0) {
+                    best = (th, a);
+                }
+            }
+            let g = gate(direct, best.0, &tail);
+            let ts = test_cot()?;
+            let used: Vec<&CotTarget> = ts
+                .iter()
+                .zip(&g)
+                .filter(|(_, &u)| u)
+                .map(|(t, _)| t)
+                .collect();
+            let mut c = sum_compute(&used);
+            if let Some(d) = compute.borrow().get(ROW_DIRECT).and_then(|v| v.last()) {
+                let pred = c.predictions;
+                c.add(d);
+                c.predictions = pred;
+            }
+            gates.borrow_mut().insert(
+                seed,
+                serde_json::json!({
+                    "threshold": if best.0.is_finite() { Some(best.0) } else { None },
+                    "threshold_kind": if best.0 == f64::INFINITY { "never (only tail top-1)" } else if best.0 == f64::NEG_INFINITY { "always" } else { "entropy" },
+                    "validation_accuracy": best.1,
+                    "validation_targets": m,
+                    "test_share_reasoned": used.len() as f64 / g.len().max(1) as f64,
+                }),
+            );
+            let cs = cot_scores(&ts)?;
+            (gated_scores(direct, &cs, &g)?, c)
+        } else if name == ROW_DIRECT || name == ROW_GRPO_DIRECT {
             let t0 = std::time::Instant::now();
             let sc = ro.score(&task.test.host)?;
             let st = ro.stats();
@@ -503,14 +694,6 @@ pub fn run(
         }
         report.add_row(name.as_str(), cells)?;
     }
-    report.metrics = COLUMNS
-        .iter()
-        .map(|c| c.1.to_owned())
-        .chain([
-            "tokens_per_prediction".into(),
-            "seconds_per_prediction".into(),
-        ])
-        .collect();
     report.add_note(format!(
         "Every LLM row starts from its seed's BehaviorLM adapter (A → B); answers are sampled at temperature {} (top-p {}) constrained to the label set; tokens per prediction = prompt + generated + candidate-answer tokens (the direct read-out scores all {} candidates after each prompt and reuses a user's KV cache across consecutive prompts, the samplers encode each prompt once for its N samples). Tail = classes with ≤ 1 % of the training targets.",
         cfg.sample.temperature, cfg.sample.top_p, task.k
@@ -537,6 +720,27 @@ pub fn run(
         "grpo.json",
         &serde_json::to_vec_pretty(&grpo_reports.into_inner())?,
     )?;
+    p.run.write(
+        "star.json",
+        &serde_json::to_vec_pretty(&star_reports.into_inner())?,
+    )?;
+    p.run.write(
+        "gate.json",
+        &serde_json::to_vec_pretty(&gates.into_inner())?,
+    )?;
+    // a few rationales of the first seed, to read
+    let examples: Vec<serde_json::Value> = cots
+        .into_inner()
+        .into_iter()
+        .filter(|((s, _), _)| *s == common.seed)
+        .flat_map(|((_, pol), ts)| {
+            ts.into_iter().take(5).map(move |t| {
+                serde_json::json!({"policy": format!("{pol:?}"), "rationales": t.rationales})
+            })
+        })
+        .collect();
+    p.run
+        .write("rationales.json", &serde_json::to_vec_pretty(&examples)?)?;
     compute_curves(&p.run, &out, &mean_compute, &cfg)?;
     let curves = grpo_curves.into_inner();
     if !curves.is_empty() {
@@ -559,6 +763,115 @@ pub fn run(
         dir,
         evaluations: out.evals,
     })
+}
+
+fn argmax(row: &[f32]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold(
+            (0, f32::NEG_INFINITY),
+            |b, (c, &v)| if v > b.1 { (c, v) } else { b },
+        )
+        .0
+}
+
+/// Rationale SFT (STaR) from the BehaviorLM adapter in `llm` (in place): rationales for a seeded
+/// sample of training targets, those leading to the logged answer kept (with rationalisation
+/// from a hint when configured), SFT of the adapter on them through `fit`; the adapter and
+/// `star.json` (written last) go to `dir`.
+#[allow(clippy::too_many_arguments)]
+fn train_star(
+    cfg: &ReasoningExpConfig,
+    pipeline: &Pipeline<'_>,
+    tokens: &LogTokens<'_>,
+    verbaliser: &Verbaliser<'_>,
+    tok: &behavior_models::llm::LlmTokenizer,
+    llm: &mut Llm,
+    seed: u64,
+    dir: &Path,
+    resume: bool,
+) -> Result<serde_json::Value> {
+    let classes = pipeline.train_classes()?;
+    let mut items: Vec<(u32, u32)> = pipeline
+        .train
+        .iter()
+        .copied()
+        .zip(classes.iter().copied())
+        .collect();
+    if cfg.star.prompts < items.len() {
+        let idx: Vec<u32> = (0..items.len() as u32).collect();
+        let keep = behavior_data::registry::subsample(&idx, cfg.star.prompts, seed ^ 0x57A2);
+        items = keep.iter().map(|&i| items[i as usize]).collect();
+    }
+    let t0 = std::time::Instant::now();
+    let (kept, sft) = {
+        let ro = LlmReadout::new(
+            &llm.model,
+            tokens,
+            verbaliser,
+            cfg.behaviorlm.method.readout.clone(),
+        )?;
+        let reasoner = CotReasoner::new(
+            &ro,
+            tok,
+            cfg.behaviorlm.model.system.as_deref(),
+            CotConfig {
+                temperature: cfg.star.temperature,
+                samples: 1,
+                seed,
+                ..cfg.cot.clone()
+            },
+        )?;
+        let (kept, _) = star_examples(&reasoner, &items, cfg.star.hint)?;
+        let sft = kept
+            .iter()
+            .map(|e| star_sft_example(&reasoner, e))
+            .collect::<behavior_models::Result<Vec<_>>>()?;
+        (kept, sft)
+    };
+    let sample_seconds = t0.elapsed().as_secs_f64();
+    let hinted = kept.iter().filter(|e| e.hinted).count();
+    tracing::info!(
+        "STaR seed {seed}: {} of {} rationales kept ({hinted} from hints) in {sample_seconds:.1}s",
+        kept.len(),
+        items.len()
+    );
+    let mut steps = 0;
+    if !sft.is_empty() {
+        let data = SftData::new(sft, behavior_train::behaviorlm::PAD_ID, pipeline.device);
+        let summary = fit(
+            &TrainConfig {
+                seed,
+                ..cfg.star.train.clone()
+            },
+            &llm.model,
+            &mut llm.vs,
+            &data,
+            &mut Sft,
+            &mut |_| Ok(BTreeMap::new()),
+            &FitOptions {
+                dir: Some(dir.to_path_buf()),
+                resume,
+                stop_after: None,
+                progress: true,
+                label: format!("star-seed{seed}"),
+            },
+        )
+        .with_context(|| format!("STaR SFT seed {seed}"))?;
+        steps = summary.steps;
+    }
+    behavior_models::llm::save_adapter(&llm.vs, &cfg.behaviorlm.method.lora, &dir.join("adapter"))?;
+    let report = serde_json::json!({
+        "targets": items.len(),
+        "kept": kept.len(),
+        "kept_from_hints": hinted,
+        "sft_steps": steps,
+        "seconds": t0.elapsed().as_secs_f64(),
+        "examples": kept.iter().take(5).collect::<Vec<_>>(),
+    });
+    behavior_data::io::write_atomic(&dir.join("star.json"), &serde_json::to_vec_pretty(&report)?)
+        .with_context(|| format!("writing {}", dir.join("star.json").display()))?;
+    Ok(report)
 }
 
 fn mean_of(cs: &[Compute]) -> Compute {
@@ -837,6 +1150,26 @@ fn answer(
             ratio,
             c.seconds_per_prediction() / base_c.seconds_per_prediction().max(1e-12)
         ));
+        if row.starts_with("verifier rerank") {
+            // the rerank against its verifier alone: does the LLM add anything to BehaveGPT?
+            if let Some(v) = out.predictions.get(ROW_VERIFIER_MODEL) {
+                let vb: Vec<&[u32]> = v.iter().map(Vec::as_slice).collect();
+                let d = paired_bootstrap_metric(
+                    &y,
+                    task.k,
+                    &a,
+                    &vb,
+                    ClaimMetric::WeightedRecall,
+                    &boot,
+                )?;
+                lines.push(format!(
+                    "{row} vs {ROW_VERIFIER_MODEL} alone: Δ accuracy {:+.2} pts (95 % CI {:+.2} … {:+.2}).",
+                    100.0 * d.difference.estimate,
+                    100.0 * d.difference.lower,
+                    100.0 * d.difference.upper
+                ));
+            }
+        }
         if better_acc || better_tail {
             worth.push((row.clone(), ratio, better_acc, better_tail));
         }

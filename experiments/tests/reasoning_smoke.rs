@@ -35,6 +35,11 @@ fn reasoning_smoke_preset_end_to_end() -> anyhow::Result<()> {
         "grpo_curves.svg",
         "llm/seed0/grpo/adapter/adapter_model.safetensors",
         "llm/seed0/grpo/grpo.json",
+        "llm/seed0/star/adapter/adapter_model.safetensors",
+        "llm/seed0/star/star.json",
+        "star.json",
+        "gate.json",
+        "rationales.json",
     ] {
         let p = o.dir.join(f);
         assert!(
@@ -43,8 +48,9 @@ fn reasoning_smoke_preset_end_to_end() -> anyhow::Result<()> {
             p.display()
         );
     }
-    // Markov, BehaveGPT, direct, SC N=1 and N=4, weighted, prior-corrected, verifier, 2 GRPO rows
-    assert_eq!(o.evaluations.len(), 10, "{:?}", o.evaluations.keys());
+    // Markov, BehaveGPT, direct, SC N=1 and N=4, weighted, prior-corrected, verifier, CoT,
+    // gated CoT, STaR, 2 GRPO rows
+    assert_eq!(o.evaluations.len(), 13, "{:?}", o.evaluations.keys());
     let n = o.evaluations["Markov-1"][0].overall.n_samples;
     for (name, es) in &o.evaluations {
         assert_eq!(es.len(), 1, "{name}");
@@ -57,7 +63,15 @@ fn reasoning_smoke_preset_end_to_end() -> anyhow::Result<()> {
         }
     }
     // compute: every LLM row, more generated tokens with more samples, none for the read-out
-    assert_eq!(o.compute.len(), 8, "{:?}", o.compute.keys());
+    assert_eq!(o.compute.len(), 11, "{:?}", o.compute.keys());
+    // chain-of-thought generates a rationale and scores every candidate after it; the gated
+    // row costs at least the direct read-out and at most it plus full CoT
+    let cot = o.compute["chain-of-thought"];
+    assert!(cot.generated_tokens > 0 && cot.candidate_tokens > 0);
+    let gated = o.compute["gated CoT"];
+    let direct_t = o.compute["BehaviorLM: direct read-out"].tokens_per_prediction();
+    assert!(gated.tokens_per_prediction() >= direct_t - 1e-9);
+    assert!(gated.tokens_per_prediction() <= direct_t + cot.tokens_per_prediction() + 1e-9);
     let sc1 = o.compute["self-consistency N=1"];
     let sc4 = o.compute["self-consistency N=4"];
     assert!(sc4.generated_tokens > sc1.generated_tokens);

@@ -467,6 +467,384 @@ pub fn answer_entropy(answers: &[Vec<SampledAnswer>]) -> Vec<f64> {
         .collect()
 }
 
+/// Chain-of-thought settings.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CotConfig {
+    /// The request after the log in the user turn; the model's rationale follows in the
+    /// assistant turn. `{next}` is replaced by the target's weekday and time.
+    pub template: String,
+    /// Rationale length limit in tokens.
+    pub max_new_tokens: usize,
+    /// Sampling temperature of the rationale (0 = greedy).
+    pub temperature: f64,
+    /// Nucleus mass in (0, 1].
+    pub top_p: f64,
+    /// Rationales per prompt; their answer distributions are averaged.
+    pub samples: usize,
+    /// Prompt budget in tokens for the history (0 = whole history).
+    pub budget: usize,
+    /// Seed of the rationale sampler.
+    pub seed: u64,
+}
+
+impl Default for CotConfig {
+    fn default() -> Self {
+        Self {
+            template: "The next event is on {next}. Think step by step about this person's \
+                       routine: what they usually do at that time, and what usually follows \
+                       their last activity. Reason in at most three sentences, then give the \
+                       activity on a last line as \"Answer: <activity>\"."
+                .into(),
+            max_new_tokens: 64,
+            temperature: 0.0,
+            top_p: 1.0,
+            samples: 1,
+            budget: 384,
+            seed: 0,
+        }
+    }
+}
+
+/// What chain-of-thought produced for one target.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CotTarget {
+    /// Probability of every class after the rationale(s) (the mean over rationales of the
+    /// softmax of the candidates' mean token log-likelihood after `"Answer: "`).
+    pub probs: Vec<f32>,
+    /// The rationales (decoded, cut before any `Answer:` the model wrote itself).
+    pub rationales: Vec<String>,
+    /// Compute spent on this target.
+    pub compute: Compute,
+}
+
+/// Chain-of-thought over the read-out's model and label set: a prompt asking for a rationale,
+/// the rationale generated (free text), then every class scored as the answer after the
+/// rationale and `"Answer: "` — so the answer is always mapped to the label set and every class
+/// gets a probability (no parse failures by construction).
+pub struct CotReasoner<'a> {
+    readout: &'a LlmReadout<'a>,
+    tok: &'a LlmTokenizer,
+    system: Option<String>,
+    cfg: CotConfig,
+    stop: Vec<i64>,
+}
+
+impl std::fmt::Debug for CotReasoner<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CotReasoner")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'a> CotReasoner<'a> {
+    /// A reasoner over `readout`'s model, verbaliser and candidates; `system` is the chat's system
+    /// turn (as in the read-out's prompts).
+    pub fn new(
+        readout: &'a LlmReadout<'a>,
+        tok: &'a LlmTokenizer,
+        system: Option<&str>,
+        cfg: CotConfig,
+    ) -> Result<Self> {
+        if cfg.samples == 0 || cfg.max_new_tokens == 0 {
+            return Err(Error::Config(
+                "cot: samples and max_new_tokens must be >= 1".into(),
+            ));
+        }
+        let stop = tok
+            .token_id("<|im_end|>")
+            .ok_or_else(|| Error::Config("cot: the tokenizer has no <|im_end|> token".into()))?;
+        Ok(Self {
+            readout,
+            tok,
+            system: system.map(str::to_owned),
+            cfg,
+            stop: vec![stop],
+        })
+    }
+
+    /// The chain-of-thought prompt of target event `target`: the instruction, the history lines
+    /// (newest kept within the budget) and the template in the user turn, the assistant turn
+    /// opened. With `hint`, `"(Hint: the answer is <label>.)"` is appended (STaR's
+    /// rationalisation).
+    pub fn prompt(&self, target: u32, hint: Option<u32>) -> Result<Vec<i64>> {
+        let v = self.readout.verbaliser();
+        let log = &v.dataset().log;
+        let t = target as usize;
+        if t >= log.len() {
+            return Err(Error::Config(format!(
+                "cot: target {t} outside the log of {} events",
+                log.len()
+            )));
+        }
+        let first = log.user_start(t);
+        let count = |s: &str| {
+            self.tok
+                .encode(s)
+                .map(|v| v.len())
+                .unwrap_or(usize::MAX / 4)
+        };
+        let p = v.prompt(first..t, t, &count, self.cfg.budget)?;
+        let next = p.prefix.trim_end().trim_end_matches(':').to_string();
+        let mut user = format!(
+            "{}\n\n{}\n{}",
+            p.instruction,
+            p.lines.concat().trim_end(),
+            self.cfg.template.replace("{next}", &next)
+        );
+        if let Some(h) = hint {
+            let name = v.labels().get(h as usize).ok_or_else(|| {
+                Error::Config(format!("cot: hint class {h} outside the label set"))
+            })?;
+            user.push_str(&format!(" (Hint: the answer is {name}.)"));
+        }
+        self.tok.encode(&crate::llm::chatml(
+            &[crate::llm::ChatMessage::new("user", &user)],
+            self.system.as_deref(),
+            true,
+        ))
+    }
+
+    /// Reasons about each target of `index` (see the type docs).
+    pub fn reason(&self, index: &[u32]) -> Result<Vec<CotTarget>> {
+        index
+            .iter()
+            .enumerate()
+            .map(|(i, &t)| self.reason_one(t, None, i as u64))
+            .collect()
+    }
+
+    /// One target, optionally with a hint in the prompt; `salt` varies the sampler's seed.
+    pub fn reason_one(&self, target: u32, hint: Option<u32>, salt: u64) -> Result<CotTarget> {
+        let t0 = std::time::Instant::now();
+        let model = self.readout.model();
+        let prompt = self.prompt(target, hint)?;
+        let gen = GenerationConfig {
+            max_new_tokens: self.cfg.max_new_tokens,
+            temperature: self.cfg.temperature,
+            top_p: self.cfg.top_p,
+            n_samples: self.cfg.samples,
+            stop_tokens: self.stop.clone(),
+            pad_token: 0,
+            seed: Some(self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(salt)),
+        };
+        let samples = generate_scored(model, std::slice::from_ref(&prompt), &gen, None)?
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        let cands = self.readout.rows().candidates();
+        let k = cands.len();
+        let mut probs = vec![0f64; k];
+        let mut rationales = Vec::with_capacity(samples.len());
+        let mut compute = Compute {
+            predictions: 1,
+            prompt_tokens: prompt.len(),
+            ..Compute::default()
+        };
+        for s in &samples {
+            compute.generated_tokens += s.tokens.len() + usize::from(s.finished);
+            let text = self.tok.decode(&s.tokens, true)?;
+            let rationale = text
+                .split("Answer:")
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let mut ids = prompt.clone();
+            ids.extend(self.tok.encode(&format!("{rationale}\nAnswer: "))?);
+            let scores =
+                crate::llm::score_candidates(model, &ids, cands, self.readout.config().chunk)?;
+            // the scoring pass encodes prompt + rationale again
+            compute.prompt_tokens += ids.len();
+            compute.candidate_tokens += self.readout.rows().tree_tokens();
+            let m = scores
+                .iter()
+                .map(|c| c.mean)
+                .fold(f64::NEG_INFINITY, f64::max);
+            let z: f64 = scores.iter().map(|c| (c.mean - m).exp()).sum();
+            for (p, c) in probs.iter_mut().zip(&scores) {
+                *p += (c.mean - m).exp() / z / samples.len() as f64;
+            }
+            rationales.push(rationale);
+        }
+        compute.seconds = t0.elapsed().as_secs_f64();
+        Ok(CotTarget {
+            probs: probs.into_iter().map(|p| p as f32).collect(),
+            rationales,
+            compute,
+        })
+    }
+}
+
+/// Stacks per-target class probabilities into the `[n, K]` matrix.
+pub fn cot_scores(targets: &[CotTarget]) -> Result<Scores> {
+    let k = targets.first().map_or(0, |t| t.probs.len());
+    let mut values = Vec::with_capacity(targets.len() * k);
+    for t in targets {
+        if t.probs.len() != k {
+            return Err(Error::Config(format!(
+                "cot scores: rows of {} and {k} classes",
+                t.probs.len()
+            )));
+        }
+        values.extend_from_slice(&t.probs);
+    }
+    Scores::new(values, targets.len(), k)
+}
+
+/// Entropy (nats) of each row's softmax: how unsure a read-out is (the gate of gated CoT).
+pub fn row_entropy(scores: &Scores) -> Vec<f64> {
+    (0..scores.n)
+        .map(|i| {
+            let r = scores.row(i);
+            let m = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max) as f64;
+            let z: f64 = r.iter().map(|&v| (v as f64 - m).exp()).sum();
+            -r.iter()
+                .map(|&v| {
+                    let p = (v as f64 - m).exp() / z;
+                    if p > 0.0 {
+                        p * p.ln()
+                    } else {
+                        0.0
+                    }
+                })
+                .sum::<f64>()
+        })
+        .collect()
+}
+
+/// Whether gated CoT reasons about each row: its read-out entropy is above `threshold`, or its
+/// top class is a tail class (`tail[c]`).
+pub fn gate(direct: &Scores, threshold: f64, tail: &[bool]) -> Vec<bool> {
+    row_entropy(direct)
+        .into_iter()
+        .enumerate()
+        .map(|(i, h)| {
+            let r = direct.row(i);
+            let top = r
+                .iter()
+                .enumerate()
+                .fold(
+                    (0, f32::NEG_INFINITY),
+                    |b, (c, &v)| if v > b.1 { (c, v) } else { b },
+                )
+                .0;
+            h > threshold || tail.get(top).copied().unwrap_or(false)
+        })
+        .collect()
+}
+
+/// The gated matrix: CoT's row where `use_cot`, the direct read-out's (as its softmax, so rows
+/// are comparable) elsewhere.
+pub fn gated_scores(direct: &Scores, cot: &Scores, use_cot: &[bool]) -> Result<Scores> {
+    if direct.n != cot.n || direct.k != cot.k || use_cot.len() != direct.n {
+        return Err(Error::Config(format!(
+            "gated scores: direct [{}, {}], cot [{}, {}], {} gates",
+            direct.n,
+            direct.k,
+            cot.n,
+            cot.k,
+            use_cot.len()
+        )));
+    }
+    let mut values = Vec::with_capacity(direct.n * direct.k);
+    for (i, &g) in use_cot.iter().enumerate() {
+        if g {
+            values.extend_from_slice(cot.row(i));
+        } else {
+            let r = direct.row(i);
+            let m = r.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
+            let z: f32 = r.iter().map(|&v| (v - m).exp()).sum();
+            values.extend(r.iter().map(|&v| (v - m).exp() / z));
+        }
+    }
+    Scores::new(values, direct.n, direct.k)
+}
+
+/// One rationale-SFT (STaR) training example: the CoT prompt without hint → rationale, answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StarExample {
+    /// The target event.
+    pub target: u32,
+    /// Its logged class.
+    pub class: u32,
+    /// The kept rationale.
+    pub rationale: String,
+    /// Whether it came from the hinted prompt (rationalisation).
+    pub hinted: bool,
+}
+
+/// STaR's data step: for each `(target, class)`, a rationale whose answer (the top class after
+/// it) is the logged class; when none of the plain rationales is right and `hint` is set, one
+/// rationale generated with the answer as a hint, kept if it leads to that answer. Returns the
+/// kept examples and the compute spent.
+pub fn star_examples(
+    reasoner: &CotReasoner<'_>,
+    targets: &[(u32, u32)],
+    hint: bool,
+) -> Result<(Vec<StarExample>, Compute)> {
+    let mut out = Vec::new();
+    let mut compute = Compute::default();
+    for (i, &(t, y)) in targets.iter().enumerate() {
+        let argmax = |p: &[f32]| {
+            p.iter()
+                .enumerate()
+                .fold((0u32, f32::NEG_INFINITY), |b, (c, &v)| {
+                    if v > b.1 {
+                        (c as u32, v)
+                    } else {
+                        b
+                    }
+                })
+                .0
+        };
+        let r = reasoner.reason_one(t, None, i as u64)?;
+        compute.add(&r.compute);
+        compute.predictions += 1;
+        if argmax(&r.probs) == y {
+            out.push(StarExample {
+                target: t,
+                class: y,
+                rationale: r.rationales[0].clone(),
+                hinted: false,
+            });
+            continue;
+        }
+        if hint {
+            let h = reasoner.reason_one(t, Some(y), i as u64 ^ 0x41)?;
+            compute.add(&h.compute);
+            if argmax(&h.probs) == y {
+                out.push(StarExample {
+                    target: t,
+                    class: y,
+                    rationale: h.rationales[0].clone(),
+                    hinted: true,
+                });
+            }
+        }
+    }
+    Ok((out, compute))
+}
+
+/// The SFT example of a kept rationale: CoT prompt (no hint) → `rationale`, `"\nAnswer: "`, the
+/// label and a newline.
+pub fn star_sft_example(
+    reasoner: &CotReasoner<'_>,
+    ex: &StarExample,
+) -> Result<crate::llm::SftExample> {
+    let prompt = reasoner.prompt(ex.target, None)?;
+    let label = reasoner
+        .readout
+        .labels()
+        .get(ex.class as usize)
+        .ok_or_else(|| Error::Config(format!("star: class {} outside the label set", ex.class)))?;
+    let answer = reasoner
+        .tok
+        .encode(&format!("{}\nAnswer: {label}\n", ex.rationale))?;
+    Ok(crate::llm::SftExample { prompt, answer })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -550,6 +928,32 @@ mod tests {
         let dup = vec!["Gym".to_string(), "gym".to_string()];
         assert!(AnswerSet::new(vec![vec![1], vec![2]], &dup).is_err());
         assert!(AnswerSet::new(vec![vec![1]], &dup).is_err());
+    }
+
+    #[test]
+    fn the_gate_reasons_on_uncertain_or_tail_rows_and_keeps_the_rest() {
+        // row 0: confident on class 0; row 1: uniform; row 2: confident on tail class 2
+        let direct = Scores::new(vec![5.0, 0.0, 0.0, 1.0, 1.0, 1.0, 0.0, 0.0, 5.0], 3, 3).unwrap();
+        let h = row_entropy(&direct);
+        assert!((h[1] - 3f64.ln()).abs() < 1e-6);
+        assert!(h[0] < 0.2 && h[2] < 0.2);
+        let tail = [false, false, true];
+        assert_eq!(gate(&direct, 1.0, &tail), vec![false, true, true]);
+        assert_eq!(
+            gate(&direct, f64::INFINITY, &tail),
+            vec![false, false, true]
+        );
+        assert_eq!(
+            gate(&direct, f64::NEG_INFINITY, &tail),
+            vec![true, true, true]
+        );
+        let cot = Scores::new([0.1, 0.8, 0.1].repeat(3), 3, 3).unwrap();
+        let g = gated_scores(&direct, &cot, &[false, true, false]).unwrap();
+        assert_eq!(g.row(1), cot.row(1));
+        // kept rows become the direct read-out's softmax
+        let s0: f32 = g.row(0).iter().sum();
+        assert!((s0 - 1.0).abs() < 1e-5 && g.row(0)[0] > 0.9);
+        assert!(gated_scores(&direct, &cot, &[true]).is_err());
     }
 
     fn rows_strategy() -> impl Strategy<Value = (usize, Vec<Vec<SampledAnswer>>)> {

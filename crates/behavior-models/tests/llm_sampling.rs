@@ -153,3 +153,65 @@ fn generate_scored_reports_the_unconstrained_log_likelihood() -> anyhow::Result<
     }
     Ok(())
 }
+
+#[test]
+fn chain_of_thought_scores_every_class_after_its_rationale() -> anyhow::Result<()> {
+    use behavior_models::reasoning::{
+        cot_scores, star_examples, star_sft_example, CotConfig, CotReasoner,
+    };
+    tch::set_num_threads(1);
+    let llm = tiny();
+    let tok = llm.tokenizer.as_ref().expect("tokenizer");
+    let ds = sim();
+    let v = Verbaliser::new(&ds, VerbaliserConfig::default())?;
+    let lt = LogTokens::new(tok, None, "next?")?;
+    let readout = LlmReadout::new(&llm.model, &lt, &v, ReadoutConfig::default())?;
+    let cfg = CotConfig {
+        template: "Next: {next}. Think.".into(),
+        max_new_tokens: 6,
+        samples: 2,
+        temperature: 1.0,
+        budget: 300,
+        ..CotConfig::default()
+    };
+    let r = CotReasoner::new(&readout, tok, None, cfg)?;
+    let u = ds.log.user_range(0);
+    let t = (u.start + 3) as u32;
+    let plain = tok.decode(&r.prompt(t, None)?, false)?;
+    assert!(
+        plain.contains("Think.") && plain.contains("Next: "),
+        "{plain}"
+    );
+    assert!(plain.ends_with("<|im_start|>assistant\n"), "{plain}");
+    let hinted = tok.decode(&r.prompt(t, Some(1))?, false)?;
+    assert!(hinted.contains(&format!("(Hint: the answer is {}.)", v.labels()[1])));
+    let out = r.reason(&[t, t + 1])?;
+    assert_eq!(out.len(), 2);
+    for o in &out {
+        assert_eq!(o.rationales.len(), 2);
+        assert_eq!(o.probs.len(), ds.num_classes());
+        let s: f32 = o.probs.iter().sum();
+        assert!((s - 1.0).abs() < 1e-4, "probabilities sum to {s}");
+        assert!(o.compute.generated_tokens > 0 && o.compute.candidate_tokens > 0);
+        assert!(o.rationales.iter().all(|x| !x.contains("Answer:")));
+    }
+    let s = cot_scores(&out)?;
+    assert_eq!((s.n, s.k), (2, ds.num_classes()));
+    // STaR: whatever is kept names its class, and its SFT answer ends with the label
+    let (kept, compute) = star_examples(&r, &[(t, 0), (t + 1, 1)], true)?;
+    assert!(compute.predictions >= 2);
+    for e in &kept {
+        let ex = star_sft_example(&r, e)?;
+        let answer = tok.decode(&ex.answer, false)?;
+        assert!(
+            answer.ends_with(&format!("Answer: {}\n", v.labels()[e.class as usize])),
+            "{answer}"
+        );
+        assert_eq!(
+            ex.prompt,
+            r.prompt(e.target, None)?,
+            "SFT prompts carry no hint"
+        );
+    }
+    Ok(())
+}

@@ -348,6 +348,16 @@ impl<'a> LlmReadout<'a> {
         self.verbaliser.labels()
     }
 
+    /// The verbaliser its prompts come from.
+    pub fn verbaliser(&self) -> &'a Verbaliser<'a> {
+        self.verbaliser
+    }
+
+    /// Its settings.
+    pub fn config(&self) -> &ReadoutConfig {
+        &self.cfg
+    }
+
     /// Scores every candidate after each prompt, in order, reusing the KV cache of the previous
     /// prompt for their common prefix (when `reuse_cache`).
     pub fn score_prompts(&self, prompts: &[Vec<i64>]) -> Result<Vec<Vec<CandidateScore>>> {
