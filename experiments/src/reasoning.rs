@@ -709,6 +709,7 @@ pub fn run(
         cfg.grpo.balance_gamma,
         if cfg.grpo_prompts == 0 { p.train_targets.len() } else { cfg.grpo_prompts.min(p.train_targets.len()) }
     ));
+    report.add_note(train_cost(&llm_dir, bcfg.seeds, common.seed)?);
     let answer = answer(&out, &task, &mean_compute, &tail)?;
     for l in answer.lines() {
         report.add_note(l.to_owned());
@@ -762,6 +763,41 @@ pub fn run(
         compute: mean_compute,
         dir,
         evaluations: out.evals,
+    })
+}
+
+/// The train-time cost of GRPO and STaR per seed, from their `grpo.json` / `star.json` (not in
+/// the per-prediction columns, which count test-time compute only).
+fn train_cost(llm_dir: &Path, seeds: u64, first: u64) -> Result<String> {
+    let mut parts = vec![];
+    for (what, file) in [("GRPO", "grpo/grpo.json"), ("STaR", "star/star.json")] {
+        let mut secs = vec![];
+        for s in first..first + seeds {
+            let path = llm_dir.join(format!("seed{s}")).join(file);
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                let v: serde_json::Value = serde_json::from_str(&text)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                if let Some(x) = v.get("seconds").and_then(serde_json::Value::as_f64) {
+                    secs.push(x);
+                }
+            }
+        }
+        if !secs.is_empty() {
+            parts.push(format!(
+                "{what} {:.0} s per seed ({} seed{})",
+                secs.iter().sum::<f64>() / secs.len() as f64,
+                secs.len(),
+                if secs.len() == 1 { "" } else { "s" }
+            ));
+        }
+    }
+    Ok(if parts.is_empty() {
+        "Train-time cost: none recorded.".into()
+    } else {
+        format!(
+            "Train-time cost (on top of BehaviorLM's stages; not in the per-prediction columns): {}.",
+            parts.join(", ")
+        )
     })
 }
 
@@ -1171,20 +1207,24 @@ fn answer(
             }
         }
         if better_acc || better_tail {
-            worth.push((row.clone(), ratio, better_acc, better_tail));
+            let secs = c.seconds_per_prediction() / base_c.seconds_per_prediction().max(1e-12);
+            worth.push((row.clone(), secs, better_acc, better_tail));
         }
     }
     let verdict = if worth.is_empty() {
-        "Answer (computed): no test-time method or GRPO beat the direct read-out significantly on accuracy or tail Rec_m here; the extra compute bought nothing measurable.".to_string()
+        "Answer (computed): no test-time method, CoT variant, STaR or GRPO beat the direct read-out significantly on accuracy or tail Rec_m here; the extra compute bought nothing measurable.".to_string()
     } else {
+        // cheapest by measured seconds per prediction (tokens count the read-out's candidate
+        // tree, which a sampler does not run, so they mislead across method families)
         worth.sort_by(|a, b| a.1.total_cmp(&b.1));
-        let (row, ratio, acc, tail) = &worth[0];
+        let (row, secs, acc, tail) = &worth[0];
         format!(
-            "Answer (computed): the cheapest method with a significant gain over the direct read-out is {row} ({}{}{}), at {ratio:.1}× its tokens; {} method(s) in all beat it significantly.",
+            "Answer (computed): the cheapest method (seconds per prediction) with a significant gain over the direct read-out is {row} ({}{}{}), at {secs:.1}× its seconds; {} method(s) in all beat it significantly: {}.",
             if *acc { "accuracy" } else { "" },
             if *acc && *tail { " and " } else { "" },
             if *tail { "tail Rec_m" } else { "" },
-            worth.len()
+            worth.len(),
+            worth.iter().map(|w| w.0.as_str()).collect::<Vec<_>>().join("; ")
         )
     };
     lines.push(verdict);
