@@ -33,9 +33,8 @@ use std::path::PathBuf;
 use tch::Device;
 
 use crate::cli::{CommonArgs, Preset};
-use crate::config::{resolve, ExperimentConfig};
+use crate::config::ExperimentConfig;
 use crate::datasets::GenericSource;
-use crate::run::Run;
 use crate::table::{
     run_systems, write_outputs, LoopOptions, Outcomes, Role, System, SystemKind, Task, WindowConfig,
 };
@@ -394,16 +393,14 @@ pub fn run(
     dataset: Option<&str>,
     resume: bool,
 ) -> Result<Outcome> {
-    let mut overrides = common.overrides.clone();
-    if let Some(d) = dataset {
-        overrides.push(format!("dataset={d}"));
-    }
-    let cfg = resolve(
+    let (cfg, run) = crate::run::start_experiment(
+        "behavegpt",
         BehaveGptExpConfig::preset(common.preset),
-        common.config.as_deref(),
-        &overrides,
+        common,
+        device,
+        "dataset",
+        dataset,
     )?;
-    let run = Run::start("behavegpt", common, device, &cfg)?;
     let ds = load_dataset(&cfg)?;
     let split = Split::of_dataset(&ds, &SplitConfig::default())?;
     tracing::info!("{}: {}", ds.name, ds.summary());

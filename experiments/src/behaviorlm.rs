@@ -36,7 +36,7 @@ use tch::Device;
 
 use crate::behavegpt::load_registered;
 use crate::cli::{CommonArgs, Preset};
-use crate::config::{resolve, ExperimentConfig};
+use crate::config::ExperimentConfig;
 use crate::run::Run;
 use crate::table::{
     run_systems, write_outputs, LoopOptions, Outcomes, SeedScores, System, SystemKind, Task,
@@ -618,16 +618,14 @@ fn prepare(
     device: Device,
     dataset: Option<&str>,
 ) -> Result<Prepared> {
-    let mut overrides = common.overrides.clone();
-    if let Some(d) = dataset {
-        overrides.push(format!("dataset={d}"));
-    }
-    let cfg = resolve(
+    let (cfg, run) = crate::run::start_experiment(
+        experiment,
         BehaviorLmExpConfig::preset(common.preset),
-        common.config.as_deref(),
-        &overrides,
+        common,
+        device,
+        "dataset",
+        dataset,
     )?;
-    let run = Run::start(experiment, common, device, &cfg)?;
     prepared(cfg, run, common.seed)
 }
 

@@ -42,7 +42,7 @@ use tch::nn::VarStore;
 use tch::Device;
 
 use crate::cli::{CommonArgs, Preset};
-use crate::config::{resolve, ExperimentConfig};
+use crate::config::ExperimentConfig;
 use crate::run::Run;
 use crate::table::{
     run_systems, slug, write_outputs, LoopOptions, Outcomes, Role, SeedScores, System, SystemKind,
@@ -1149,16 +1149,14 @@ pub fn run(
     dataset: Option<&str>,
     resume: bool,
 ) -> Result<Outcome> {
-    let mut overrides = common.overrides.clone();
-    if let Some(d) = dataset {
-        overrides.push(format!("dataset={d}"));
-    }
-    let cfg = resolve(
+    let (cfg, run) = crate::run::start_experiment(
+        "pituning",
         PiTuningExpConfig::preset(common.preset),
-        common.config.as_deref(),
-        &overrides,
+        common,
+        device,
+        "dataset",
+        dataset,
     )?;
-    let run = Run::start("pituning", common, device, &cfg)?;
     let root = behavior_data::loaders::datasets_root();
     let load = if cfg.lenient {
         behavior_data::LoadOptions::lenient()

@@ -45,7 +45,7 @@ use tch::Device;
 
 use crate::behaviorlm::{prepared, BehaviorLmExpConfig};
 use crate::cli::{CommonArgs, Preset};
-use crate::config::{resolve, ExperimentConfig};
+use crate::config::ExperimentConfig;
 use crate::run::Run;
 use crate::table::{run_systems, write_outputs, LoopOptions, SeedScores, System, SystemKind};
 
@@ -338,16 +338,14 @@ pub fn run(
     dataset: Option<&str>,
     resume: bool,
 ) -> Result<Outcome> {
-    let mut overrides = common.overrides.clone();
-    if let Some(d) = dataset {
-        overrides.push(format!("behaviorlm.dataset={d}"));
-    }
-    let cfg = resolve(
+    let (cfg, run) = crate::run::start_experiment(
+        "reasoning",
         ReasoningExpConfig::preset(common.preset),
-        common.config.as_deref(),
-        &overrides,
+        common,
+        device,
+        "behaviorlm.dataset",
+        dataset,
     )?;
-    let run = Run::start("reasoning", common, device, &cfg)?;
     let p = prepared(cfg.behaviorlm.clone(), run, common.seed)?;
     let (bcfg, ds, split) = (&p.cfg, &p.ds, &p.split);
     let task = p.task(common.seed, device)?;
@@ -404,15 +402,7 @@ pub fn run(
         let mut llm = tuned.llm;
         if policy == Policy::Grpo {
             let gdir = sdir.join("grpo");
-            let adapter = gdir.join("adapter");
-            if gdir.join("grpo.json").exists() && adapter.join("adapter_model.safetensors").exists()
-            {
-                behavior_models::llm::load_adapter(&mut llm.vs, &adapter)?;
-                tracing::info!(
-                    "GRPO seed {seed}: adapter reused from {}",
-                    adapter.display()
-                );
-            } else {
+            if !reuse_adapter(&mut llm, &gdir, "grpo.json", "GRPO", seed)? {
                 let report = train_grpo(
                     &cfg,
                     &pipeline,
@@ -435,15 +425,7 @@ pub fn run(
         }
         if policy == Policy::Star {
             let dir = sdir.join("star");
-            let adapter = dir.join("adapter");
-            if dir.join("star.json").exists() && adapter.join("adapter_model.safetensors").exists()
-            {
-                behavior_models::llm::load_adapter(&mut llm.vs, &adapter)?;
-                tracing::info!(
-                    "STaR seed {seed}: adapter reused from {}",
-                    adapter.display()
-                );
-            } else {
+            if !reuse_adapter(&mut llm, &dir, "star.json", "STaR", seed)? {
                 let report = train_star(
                     &cfg,
                     &pipeline,
@@ -799,6 +781,21 @@ fn train_cost(llm_dir: &Path, seeds: u64, first: u64) -> Result<String> {
             parts.join(", ")
         )
     })
+}
+
+/// Loads the adapter a finished stage left in `dir` (`adapter/` and the `marker` file, written
+/// last) into `llm`; `false` when the stage has not finished.
+fn reuse_adapter(llm: &mut Llm, dir: &Path, marker: &str, what: &str, seed: u64) -> Result<bool> {
+    let adapter = dir.join("adapter");
+    if !(dir.join(marker).exists() && adapter.join("adapter_model.safetensors").exists()) {
+        return Ok(false);
+    }
+    behavior_models::llm::load_adapter(&mut llm.vs, &adapter)?;
+    tracing::info!(
+        "{what} seed {seed}: adapter reused from {}",
+        adapter.display()
+    );
+    Ok(true)
 }
 
 fn argmax(row: &[f32]) -> usize {

@@ -47,6 +47,25 @@ fn git(args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// Resolves an experiment's config — the preset's values, then `--config`, then `--set`, with
+/// `--dataset` as one more override of `dataset_key` — and starts its run folder.
+pub fn start_experiment<C: crate::config::ExperimentConfig>(
+    experiment: &str,
+    base: C,
+    common: &CommonArgs,
+    device: tch::Device,
+    dataset_key: &str,
+    dataset: Option<&str>,
+) -> Result<(C, Run)> {
+    let mut overrides = common.overrides.clone();
+    if let Some(d) = dataset {
+        overrides.push(format!("{dataset_key}={d}"));
+    }
+    let cfg = crate::config::resolve(base, common.config.as_deref(), &overrides)?;
+    let run = Run::start(experiment, common, device, &cfg)?;
+    Ok((cfg, run))
+}
+
 impl Run {
     /// Creates `<out>/<experiment>/<run-id>/`, saves the resolved `config` as `config.toml` and
     /// a manifest with status `running`. Call [`Run::finish`] at the end.

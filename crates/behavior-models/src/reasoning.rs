@@ -113,6 +113,47 @@ impl AnswerSet {
     }
 }
 
+impl AnswerSet {
+    /// Decoding settings for `n` answers: a constrained answer stops at a whole label (so at most
+    /// the longest label's tokens), a free-text one at `stop` or after `max_new_tokens`.
+    #[allow(clippy::too_many_arguments)]
+    pub fn generation(
+        &self,
+        constrained: bool,
+        max_new_tokens: usize,
+        temperature: f64,
+        top_p: f64,
+        n: usize,
+        stop: &[i64],
+        seed: u64,
+    ) -> GenerationConfig {
+        GenerationConfig {
+            max_new_tokens: if constrained {
+                self.candidates.iter().map(Vec::len).max().unwrap_or(1)
+            } else {
+                max_new_tokens
+            },
+            temperature,
+            top_p,
+            n_samples: n,
+            stop_tokens: if constrained { vec![] } else { stop.to_vec() },
+            pad_token: 0,
+            seed: Some(seed),
+        }
+    }
+}
+
+/// The tokens that end a free-text answer: a newline, and `<|im_end|>` where the tokenizer has
+/// it (none without a tokenizer).
+pub fn answer_stop_tokens(tok: Option<&LlmTokenizer>) -> Result<Vec<i64>> {
+    let Some(t) = tok else {
+        return Ok(vec![]);
+    };
+    let mut stop = t.encode("\n")?;
+    stop.extend(t.token_id("<|im_end|>"));
+    Ok(stop)
+}
+
 fn normalise(s: &str) -> String {
     s.trim()
         .trim_end_matches(['.', ',', ';', '!', '"', '\''])
@@ -214,7 +255,7 @@ pub struct AnswerSampler<'a> {
     answers: AnswerSet,
     trie: CandidateTrie,
     tokenizer: Option<&'a LlmTokenizer>,
-    newline: Vec<i64>,
+    stop: Vec<i64>,
 }
 
 impl<'a> AnswerSampler<'a> {
@@ -223,16 +264,13 @@ impl<'a> AnswerSampler<'a> {
     pub fn new(readout: &'a LlmReadout<'a>, tokenizer: Option<&'a LlmTokenizer>) -> Result<Self> {
         let answers = AnswerSet::of(readout)?;
         let trie = CandidateTrie::new(answers.candidates())?;
-        let newline = match tokenizer {
-            Some(t) => t.encode("\n")?,
-            None => vec![],
-        };
+        let stop = answer_stop_tokens(tokenizer)?;
         Ok(Self {
             readout,
             answers,
             trie,
             tokenizer,
-            newline,
+            stop,
         })
     }
 
@@ -253,35 +291,19 @@ impl<'a> AnswerSampler<'a> {
             ));
         }
         let t0 = std::time::Instant::now();
-        let max_cand = self
-            .answers
-            .candidates()
-            .iter()
-            .map(Vec::len)
-            .max()
-            .unwrap_or(1);
-        let mut stop = self.newline.clone();
-        if let Some(t) = self.tokenizer.and_then(|t| t.token_id("<|im_end|>")) {
-            stop.push(t);
-        }
-        let mut gen = GenerationConfig {
-            max_new_tokens: if cfg.constrained {
-                max_cand
-            } else {
-                cfg.max_new_tokens
-            },
-            temperature: cfg.temperature,
-            top_p: cfg.top_p,
-            n_samples: cfg.n,
-            stop_tokens: if cfg.constrained { vec![] } else { stop },
-            pad_token: 0,
-            seed: None,
-        };
         let mut out = Vec::with_capacity(prompts.len());
         let mut compute = Compute::default();
         for (b, group) in prompts.chunks(cfg.batch.max(1)).enumerate() {
             // one seed per generation call: reproducible whatever the batch split before it
-            gen.seed = Some(cfg.seed.wrapping_mul(1_000_003).wrapping_add(b as u64));
+            let gen = self.answers.generation(
+                cfg.constrained,
+                cfg.max_new_tokens,
+                cfg.temperature,
+                cfg.top_p,
+                cfg.n,
+                &self.stop,
+                cfg.seed.wrapping_mul(1_000_003).wrapping_add(b as u64),
+            );
             let constraint = cfg.constrained.then_some(&self.trie);
             for samples in generate_scored(self.readout.model(), group, &gen, constraint)? {
                 let mut row = Vec::with_capacity(samples.len());

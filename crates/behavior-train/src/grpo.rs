@@ -26,10 +26,9 @@
 use std::collections::BTreeMap;
 
 use behavior_models::llm::{
-    completion_logprobs, generate_scored, CandidateTrie, GenerationConfig, LlamaForCausalLM,
-    LlmTokenizer,
+    completion_logprobs, generate_scored, CandidateTrie, LlamaForCausalLM, LlmTokenizer,
 };
-use behavior_models::reasoning::AnswerSet;
+use behavior_models::reasoning::{answer_stop_tokens, AnswerSet};
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
@@ -323,13 +322,7 @@ impl<'a> Grpo<'a> {
         }
         let weights = balanced_reward_weights(&data.labels, k, cfg.balance_gamma)?;
         let trie = CandidateTrie::new(answers.candidates())?;
-        let mut stop = match tokenizer {
-            Some(t) => t.encode("\n")?,
-            None => vec![],
-        };
-        if let Some(t) = tokenizer.and_then(|t| t.token_id("<|im_end|>")) {
-            stop.push(t);
-        }
+        let stop = answer_stop_tokens(tokenizer)?;
         Ok(Self {
             cfg,
             data,
@@ -367,39 +360,22 @@ impl Objective<LlamaForCausalLM, PromptBatch> for Grpo<'_> {
         batch: &PromptBatch,
         train: bool,
     ) -> Result<Tensor> {
-        let max_cand = self
-            .answers
-            .candidates()
-            .iter()
-            .map(Vec::len)
-            .max()
-            .unwrap_or(1);
         let mut total: Option<Tensor> = None;
         for &item in &batch.items {
             let prompt = &self.data.prompts[item];
             let label = self.data.labels[item];
-            let gen = GenerationConfig {
-                max_new_tokens: if self.cfg.constrained {
-                    max_cand
-                } else {
-                    self.cfg.max_new_tokens
-                },
-                temperature: self.cfg.temperature,
-                top_p: self.cfg.top_p,
-                n_samples: self.cfg.group,
-                stop_tokens: if self.cfg.constrained {
-                    vec![]
-                } else {
-                    self.stop.clone()
-                },
-                pad_token: 0,
-                seed: Some(
-                    self.cfg
-                        .seed
-                        .wrapping_mul(0x9E37_79B9_7F4A_7C15)
-                        .wrapping_add(self.calls as u64),
-                ),
-            };
+            let gen = self.answers.generation(
+                self.cfg.constrained,
+                self.cfg.max_new_tokens,
+                self.cfg.temperature,
+                self.cfg.top_p,
+                self.cfg.group,
+                &self.stop,
+                self.cfg
+                    .seed
+                    .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+                    .wrapping_add(self.calls as u64),
+            );
             self.calls += 1;
             let constraint = self.cfg.constrained.then_some(&self.trie);
             let samples = generate_scored(model, std::slice::from_ref(prompt), &gen, constraint)?
