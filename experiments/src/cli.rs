@@ -62,6 +62,24 @@ pub struct CommonArgs {
     pub malloc_cache: Switch,
 }
 
+impl CommonArgs {
+    /// The `smoke` preset on the CPU with 2 threads, seed 0, glibc's default allocator, writing
+    /// `<out>/<experiment>/<run_id>/` (what the smoke tests run).
+    pub fn smoke(out: impl Into<PathBuf>, run_id: &str) -> Self {
+        Self {
+            preset: Preset::Smoke,
+            config: None,
+            overrides: Vec::new(),
+            device: "cpu".into(),
+            threads: 2,
+            seed: 0,
+            out: out.into(),
+            run_id: Some(run_id.into()),
+            malloc_cache: Switch::Off,
+        }
+    }
+}
+
 /// An on/off command-line switch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum Switch {

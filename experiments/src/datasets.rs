@@ -306,15 +306,9 @@ mod tests {
 
     fn common(out: &Path, overrides: Vec<String>) -> CommonArgs {
         CommonArgs {
-            preset: Preset::Smoke,
-            config: None,
             overrides,
-            device: "cpu".into(),
             threads: 0,
-            seed: 0,
-            out: out.to_path_buf(),
-            run_id: Some("t".into()),
-            malloc_cache: crate::cli::Switch::Off,
+            ..CommonArgs::smoke(out, "t")
         }
     }
 

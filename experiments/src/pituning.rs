@@ -664,13 +664,11 @@ impl Ctx<'_> {
 
     /// Checkpoints and `metrics.jsonl` under `train/<label>`, resumed when the run resumes.
     fn fit_options(&self, label: &str) -> FitOptions {
-        FitOptions {
-            dir: Some(self.run.path().join("train").join(label)),
-            resume: self.resume,
-            stop_after: None,
-            progress: true,
-            label: label.to_owned(),
-        }
+        FitOptions::saved(
+            self.run.path().join("train").join(label),
+            self.resume,
+            label,
+        )
     }
 
     fn eval_valid(&self, m: &IntentModel) -> behavior_train::Result<BTreeMap<String, f64>> {

@@ -101,7 +101,7 @@ pub struct ReasoningExpConfig {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct StarConfig {
-    /// Training targets whose rationales are sampled (a seeded sample of BehaviorLM's).
+    /// Training targets whose rationales are sampled (a seeded sample of BehaviorLM's; 0 = all).
     pub prompts: usize,
     /// Rationalise failures with the answer as a hint (STaR's rationalisation).
     pub hint: bool,
@@ -185,7 +185,9 @@ impl ReasoningExpConfig {
             }
             // SmolLM2-135M-Instruct on 2 CPU cores: the BehaviorLM cpu preset's data and adapter
             // (60 behaviours, 100 test targets of 10 users), N ∈ {1, 4, 8, 16}; GRPO 40 steps of
-            // 2 prompts × 8 answers.
+            // 2 prompts × 8 answers; chain-of-thought rationales of ≤ 48 tokens, 8 prompts per
+            // decoding batch, the gate's threshold on 30 validation targets; STaR on 30 training
+            // targets, 30 SFT steps of 2 examples.
             Preset::Cpu => Self {
                 behaviorlm,
                 ns: vec![1, 4, 8, 16],
@@ -195,9 +197,12 @@ impl ReasoningExpConfig {
                 grpo,
                 grpo_train: grpo_train(40, 2, 2e-4),
                 grpo_prompts: 400,
-                cot: CotConfig::default(),
-                gate_valid: 40,
-                star: star(60, 30),
+                cot: CotConfig {
+                    max_new_tokens: 48,
+                    ..CotConfig::default()
+                },
+                gate_valid: 30,
+                star: star(30, 30),
             },
             Preset::Gpu => Self {
                 behaviorlm,
@@ -507,13 +512,10 @@ pub fn run(
             cots.borrow_mut().insert((seed, policy), v.clone());
             Ok(v)
         };
-        let sum_compute = |ts: &[&CotTarget]| {
-            let mut c = Compute::default();
-            for t in ts {
-                c.add(&t.compute);
-            }
-            c.predictions = task.test.host.n;
-            c
+        // compute over the test targets (a gated row reasons on some of them)
+        let sum_compute = |ts: &[&CotTarget]| Compute {
+            predictions: task.test.host.n,
+            ..Compute::sum(ts.iter().map(|t| &t.compute))
         };
         let (scores, c) = if name == ROW_COT || name == ROW_STAR {
             let ts = test_cot()?;
@@ -640,7 +642,7 @@ pub fn run(
     let compute = compute.into_inner();
     let mean_compute: BTreeMap<String, Compute> = compute
         .iter()
-        .map(|(k, cs)| (k.clone(), mean_of(cs)))
+        .map(|(k, cs)| (k.clone(), Compute::mean(cs)))
         .collect();
 
     // The table: metric columns plus compute per prediction.
@@ -808,6 +810,26 @@ fn argmax(row: &[f32]) -> usize {
         .0
 }
 
+/// `(target, class)` of `n` training targets drawn without replacement (seeded), or of every
+/// training target when `n` is 0 or at least their number.
+fn sampled_train_targets(pipeline: &Pipeline<'_>, n: usize, seed: u64) -> Result<Vec<(u32, u32)>> {
+    let classes = pipeline.train_classes()?;
+    let items: Vec<(u32, u32)> = pipeline
+        .train
+        .iter()
+        .copied()
+        .zip(classes.iter().copied())
+        .collect();
+    if n == 0 || n >= items.len() {
+        return Ok(items);
+    }
+    let idx: Vec<u32> = (0..items.len() as u32).collect();
+    Ok(behavior_data::registry::subsample(&idx, n, seed)
+        .iter()
+        .map(|&i| items[i as usize])
+        .collect())
+}
+
 /// Rationale SFT (STaR) from the BehaviorLM adapter in `llm` (in place): rationales for a seeded
 /// sample of training targets, those leading to the logged answer kept (with rationalisation
 /// from a hint when configured), SFT of the adapter on them through `fit`; the adapter and
@@ -824,18 +846,7 @@ fn train_star(
     dir: &Path,
     resume: bool,
 ) -> Result<serde_json::Value> {
-    let classes = pipeline.train_classes()?;
-    let mut items: Vec<(u32, u32)> = pipeline
-        .train
-        .iter()
-        .copied()
-        .zip(classes.iter().copied())
-        .collect();
-    if cfg.star.prompts < items.len() {
-        let idx: Vec<u32> = (0..items.len() as u32).collect();
-        let keep = behavior_data::registry::subsample(&idx, cfg.star.prompts, seed ^ 0x57A2);
-        items = keep.iter().map(|&i| items[i as usize]).collect();
-    }
+    let items = sampled_train_targets(pipeline, cfg.star.prompts, seed ^ 0x57A2)?;
     let t0 = std::time::Instant::now();
     let (kept, sft) = {
         let ro = LlmReadout::new(
@@ -882,13 +893,7 @@ fn train_star(
             &data,
             &mut Sft,
             &mut |_| Ok(BTreeMap::new()),
-            &FitOptions {
-                dir: Some(dir.to_path_buf()),
-                resume,
-                stop_after: None,
-                progress: true,
-                label: format!("star-seed{seed}"),
-            },
+            &FitOptions::saved(dir, resume, format!("star-seed{seed}")),
         )
         .with_context(|| format!("STaR SFT seed {seed}"))?;
         steps = summary.steps;
@@ -905,27 +910,6 @@ fn train_star(
     behavior_data::io::write_atomic(&dir.join("star.json"), &serde_json::to_vec_pretty(&report)?)
         .with_context(|| format!("writing {}", dir.join("star.json").display()))?;
     Ok(report)
-}
-
-fn mean_of(cs: &[Compute]) -> Compute {
-    let n = cs.len().max(1);
-    let mut m = Compute::default();
-    for c in cs {
-        m.predictions += c.predictions;
-        m.prompt_tokens += c.prompt_tokens;
-        m.generated_tokens += c.generated_tokens;
-        m.candidate_tokens += c.candidate_tokens;
-        m.seconds += c.seconds;
-        m.parse_failures += c.parse_failures;
-    }
-    // per-seed means; the per-prediction ratios are unchanged by the division
-    m.predictions /= n;
-    m.prompt_tokens /= n;
-    m.generated_tokens /= n;
-    m.candidate_tokens /= n;
-    m.seconds /= n as f64;
-    m.parse_failures /= n;
-    m
 }
 
 /// Trains GRPO from the BehaviorLM adapter in `llm` (in place) and saves the adapter under
@@ -946,40 +930,21 @@ fn train_grpo(
     let gdir = sdir.join("grpo");
     // the frozen reference: the same BehaviorLM adapter, loaded again
     let reference = pipeline.run(recipe, seed, sdir, true)?.llm;
-    let classes = pipeline.train_classes()?;
-    let mut items: Vec<(u32, u32)> = pipeline
-        .train
-        .iter()
-        .copied()
-        .zip(classes.iter().copied())
-        .collect();
-    if cfg.grpo_prompts > 0 && cfg.grpo_prompts < items.len() {
-        let idx: Vec<u32> = (0..items.len() as u32).collect();
-        let keep = behavior_data::registry::subsample(&idx, cfg.grpo_prompts, seed ^ 0x6_2F0);
-        items = keep.iter().map(|&i| items[i as usize]).collect();
-    }
-    let ro = LlmReadout::new(
-        &llm.model,
-        tokens,
-        verbaliser,
-        cfg.behaviorlm.method.readout.clone(),
-    )?;
-    let targets: Vec<u32> = items.iter().map(|x| x.0).collect();
-    let prompts = ro.prompts(&targets)?;
-    drop(ro);
-    let data = PromptData {
-        prompts,
-        labels: items.iter().map(|x| x.1).collect(),
-        device: pipeline.device,
-    };
-    let answers = {
+    let items = sampled_train_targets(pipeline, cfg.grpo_prompts, seed ^ 0x6_2F0)?;
+    let (prompts, answers) = {
         let ro = LlmReadout::new(
             &llm.model,
             tokens,
             verbaliser,
             cfg.behaviorlm.method.readout.clone(),
         )?;
-        AnswerSet::of(&ro)?
+        let targets: Vec<u32> = items.iter().map(|x| x.0).collect();
+        (ro.prompts(&targets)?, AnswerSet::of(&ro)?)
+    };
+    let data = PromptData {
+        prompts,
+        labels: items.iter().map(|x| x.1).collect(),
+        device: pipeline.device,
     };
     let mut objective = Grpo::new(
         GrpoConfig {
@@ -1004,13 +969,7 @@ fn train_grpo(
         &data,
         &mut objective,
         &mut |_| Ok(BTreeMap::new()),
-        &FitOptions {
-            dir: Some(gdir.clone()),
-            resume,
-            stop_after: None,
-            progress: true,
-            label: format!("grpo-seed{seed}"),
-        },
+        &FitOptions::saved(&gdir, resume, format!("grpo-seed{seed}")),
     )
     .with_context(|| format!("GRPO seed {seed}"))?;
     let seconds = t0.elapsed().as_secs_f64();

@@ -457,13 +457,8 @@ pub fn run_systems(
             let net = model.build(&vs.root(), &task.shape)?;
             let mut objective = Loss::new(loss, &task.counts, opts.device)?;
             let tag = format!("{}-seed{seed}", slug(&s.name));
-            let fit_opts = FitOptions {
-                dir: Some(run.path().join("train").join(&tag)),
-                resume: opts.resume,
-                stop_after: None,
-                progress: true,
-                label: tag.clone(),
-            };
+            let fit_opts =
+                FitOptions::saved(run.path().join("train").join(&tag), opts.resume, &tag);
             let tcfg = TrainConfig {
                 seed,
                 ..opts.train.clone()

@@ -1,24 +1,14 @@
 //! The `behavegpt` experiment's smoke preset end to end: every output exists and is sane.
 
 use experiments::behavegpt::{run, COLUMNS};
-use experiments::cli::{CommonArgs, Preset};
+use experiments::cli::CommonArgs;
 use tch::Device;
 
 #[test]
 fn behavegpt_smoke_preset_end_to_end() -> anyhow::Result<()> {
     tch::set_num_threads(2);
     let out = tempfile::tempdir()?;
-    let common = CommonArgs {
-        preset: Preset::Smoke,
-        config: None,
-        overrides: vec![],
-        device: "cpu".into(),
-        threads: 2,
-        seed: 0,
-        out: out.path().to_path_buf(),
-        run_id: Some("smoke".into()),
-        malloc_cache: experiments::cli::Switch::Off,
-    };
+    let common = CommonArgs::smoke(out.path(), "smoke");
     let o = run(&common, Device::Cpu, None, false)?;
     for f in [
         "config.toml",
@@ -148,15 +138,9 @@ fn behavegpt_on_a_generic_event_csv() -> anyhow::Result<()> {
         ),
     )?;
     let common = CommonArgs {
-        preset: Preset::Smoke,
         config: Some(cfg),
         overrides: vec!["seeds=1".into()],
-        device: "cpu".into(),
-        threads: 2,
-        seed: 0,
-        out: dir.path().join("out"),
-        run_id: Some("generic".into()),
-        malloc_cache: experiments::cli::Switch::Off,
+        ..CommonArgs::smoke(dir.path().join("out"), "generic")
     };
     let o = run(&common, Device::Cpu, None, false)?;
     let md = std::fs::read_to_string(o.dir.join("table.md"))?;

@@ -3,28 +3,19 @@
 //! in PEFT layout, and a second run with `--resume` reuses every stage instead of retraining.
 
 use experiments::behaviorlm::{run, spearman, COLUMNS};
-use experiments::cli::{CommonArgs, Preset};
+use experiments::cli::CommonArgs;
 use tch::Device;
-
-fn common(out: &std::path::Path) -> CommonArgs {
-    CommonArgs {
-        preset: Preset::Smoke,
-        config: None,
-        overrides: vec![],
-        device: "cpu".into(),
-        threads: 2,
-        seed: 0,
-        out: out.to_path_buf(),
-        run_id: Some("smoke".into()),
-        malloc_cache: experiments::cli::Switch::Off,
-    }
-}
 
 #[test]
 fn behaviorlm_smoke_preset_end_to_end_and_resume_reuses_stages() -> anyhow::Result<()> {
     tch::set_num_threads(2);
     let out = tempfile::tempdir()?;
-    let o = run(&common(out.path()), Device::Cpu, None, false)?;
+    let o = run(
+        &CommonArgs::smoke(out.path(), "smoke"),
+        Device::Cpu,
+        None,
+        false,
+    )?;
     for f in [
         "config.toml",
         "manifest.json",
@@ -112,7 +103,12 @@ fn behaviorlm_smoke_preset_end_to_end_and_resume_reuses_stages() -> anyhow::Resu
     // score the same.
     let modified =
         std::fs::metadata(stage_dir.join("adapter/adapter_model.safetensors"))?.modified()?;
-    let o2 = run(&common(out.path()), Device::Cpu, None, true)?;
+    let o2 = run(
+        &CommonArgs::smoke(out.path(), "smoke"),
+        Device::Cpu,
+        None,
+        true,
+    )?;
     assert_eq!(
         std::fs::metadata(stage_dir.join("adapter/adapter_model.safetensors"))?.modified()?,
         modified,
@@ -149,7 +145,12 @@ fn behaviorlm_smoke_preset_end_to_end_and_resume_reuses_stages() -> anyhow::Resu
 fn few_shot_curve_smoke_keeps_k_tail_examples_per_class() -> anyhow::Result<()> {
     tch::set_num_threads(2);
     let out = tempfile::tempdir()?;
-    let o = experiments::behaviorlm::run_few_shot(&common(out.path()), Device::Cpu, None, false)?;
+    let o = experiments::behaviorlm::run_few_shot(
+        &CommonArgs::smoke(out.path(), "smoke"),
+        Device::Cpu,
+        None,
+        false,
+    )?;
     for f in [
         "few_shot.md",
         "few_shot.csv",
@@ -188,7 +189,7 @@ fn few_shot_curve_smoke_keeps_k_tail_examples_per_class() -> anyhow::Result<()> 
 #[test]
 fn a_missing_model_directory_is_a_clear_error() {
     let out = tempfile::tempdir().unwrap();
-    let mut c = common(out.path());
+    let mut c = CommonArgs::smoke(out.path(), "smoke");
     c.overrides = vec!["model.path=/nonexistent/llm".into()];
     let e = run(&c, Device::Cpu, None, false).err().expect("must fail");
     let msg = format!("{e:#}");

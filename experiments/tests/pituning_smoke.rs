@@ -3,7 +3,7 @@
 //! every test user, and the saved student loads alone.
 
 use behavior_models::pituning::IntentModel;
-use experiments::cli::{CommonArgs, Preset};
+use experiments::cli::CommonArgs;
 use experiments::pituning::{run, COLUMNS};
 use tch::Device;
 
@@ -17,15 +17,8 @@ fn pituning_smoke_preset_end_to_end() -> anyhow::Result<()> {
     );
     let out = tempfile::tempdir()?;
     let common = CommonArgs {
-        preset: Preset::Smoke,
-        config: None,
         overrides: vec!["seeds=2".into()],
-        device: "cpu".into(),
-        threads: 2,
-        seed: 0,
-        out: out.path().to_path_buf(),
-        run_id: Some("smoke".into()),
-        malloc_cache: experiments::cli::Switch::Off,
+        ..CommonArgs::smoke(out.path(), "smoke")
     };
     let o = run(&common, Device::Cpu, None, false)?;
     for f in [

@@ -2,7 +2,7 @@
 //! row is scored on the same test samples, compute is recorded for every LLM row, the vote rows
 //! share one sampling pass, GRPO trains and resumes, and the answer is computed.
 
-use experiments::cli::{CommonArgs, Preset};
+use experiments::cli::CommonArgs;
 use experiments::reasoning::{run, COLUMNS};
 use tch::Device;
 
@@ -10,17 +10,7 @@ use tch::Device;
 fn reasoning_smoke_preset_end_to_end() -> anyhow::Result<()> {
     tch::set_num_threads(2);
     let out = tempfile::tempdir()?;
-    let common = CommonArgs {
-        preset: Preset::Smoke,
-        config: None,
-        overrides: vec![],
-        device: "cpu".into(),
-        threads: 2,
-        seed: 0,
-        out: out.path().to_path_buf(),
-        run_id: Some("smoke".into()),
-        malloc_cache: experiments::cli::Switch::Off,
-    };
+    let common = CommonArgs::smoke(out.path(), "smoke");
     let o = run(&common, Device::Cpu, None, false)?;
     for f in [
         "config.toml",

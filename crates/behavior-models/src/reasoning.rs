@@ -236,6 +236,37 @@ impl Compute {
         self.predictions = self.predictions.max(o.predictions);
     }
 
+    /// The sum of several computes, predictions included (e.g. targets reasoned about one by
+    /// one).
+    pub fn sum<'c>(cs: impl IntoIterator<Item = &'c Compute>) -> Compute {
+        let mut t = Compute::default();
+        for c in cs {
+            t.predictions += c.predictions;
+            t.prompt_tokens += c.prompt_tokens;
+            t.generated_tokens += c.generated_tokens;
+            t.candidate_tokens += c.candidate_tokens;
+            t.seconds += c.seconds;
+            t.parse_failures += c.parse_failures;
+        }
+        t
+    }
+
+    /// The mean of several runs' computes (one per seed): every count divided by the number of
+    /// runs (integer counts rounded down), so per-prediction ratios stay those of the pooled
+    /// runs.
+    pub fn mean(cs: &[Compute]) -> Compute {
+        let n = cs.len().max(1);
+        let t = Compute::sum(cs);
+        Compute {
+            predictions: t.predictions / n,
+            prompt_tokens: t.prompt_tokens / n,
+            generated_tokens: t.generated_tokens / n,
+            candidate_tokens: t.candidate_tokens / n,
+            seconds: t.seconds / n as f64,
+            parse_failures: t.parse_failures / n,
+        }
+    }
+
     /// Prompt, generated and candidate tokens per prediction.
     pub fn tokens_per_prediction(&self) -> f64 {
         (self.prompt_tokens + self.generated_tokens + self.candidate_tokens) as f64
@@ -508,6 +539,15 @@ pub struct CotConfig {
     pub budget: usize,
     /// Seed of the rationale sampler.
     pub seed: u64,
+    /// Prompts whose rationales are generated together (left-padded into one batch that shares
+    /// one decoding loop; on a CPU, 8 prompts decode ≈ 3× faster than one after another). With
+    /// `temperature > 0` the draws depend on the batching (one seeded generator per batch).
+    #[serde(default = "default_cot_batch")]
+    pub batch: usize,
+}
+
+fn default_cot_batch() -> usize {
+    8
 }
 
 impl Default for CotConfig {
@@ -524,6 +564,7 @@ impl Default for CotConfig {
             samples: 1,
             budget: 384,
             seed: 0,
+            batch: default_cot_batch(),
         }
     }
 }
@@ -569,9 +610,9 @@ impl<'a> CotReasoner<'a> {
         system: Option<&str>,
         cfg: CotConfig,
     ) -> Result<Self> {
-        if cfg.samples == 0 || cfg.max_new_tokens == 0 {
+        if cfg.samples == 0 || cfg.max_new_tokens == 0 || cfg.batch == 0 {
             return Err(Error::Config(
-                "cot: samples and max_new_tokens must be >= 1".into(),
+                "cot: samples, max_new_tokens and batch must be >= 1".into(),
             ));
         }
         let stop = tok
@@ -628,20 +669,50 @@ impl<'a> CotReasoner<'a> {
         ))
     }
 
-    /// Reasons about each target of `index` (see the type docs).
+    /// Reasons about each target of `index` (see the type docs), `cfg.batch` prompts at a time.
     pub fn reason(&self, index: &[u32]) -> Result<Vec<CotTarget>> {
-        index
+        let items: Vec<CotItem> = index
             .iter()
             .enumerate()
-            .map(|(i, &t)| self.reason_one(t, None, i as u64))
-            .collect()
+            .map(|(i, &t)| CotItem {
+                target: t,
+                hint: None,
+                salt: i as u64,
+            })
+            .collect();
+        self.reason_items(&items)
     }
 
     /// One target, optionally with a hint in the prompt; `salt` varies the sampler's seed.
     pub fn reason_one(&self, target: u32, hint: Option<u32>, salt: u64) -> Result<CotTarget> {
+        let mut out = self.reason_batch(&[CotItem { target, hint, salt }])?;
+        out.pop()
+            .ok_or_else(|| Error::Config("cot: no output for one target".into()))
+    }
+
+    /// Reasons about `items` in batches of `cfg.batch` prompts, in order.
+    pub fn reason_items(&self, items: &[CotItem]) -> Result<Vec<CotTarget>> {
+        let mut out = Vec::with_capacity(items.len());
+        for chunk in items.chunks(self.cfg.batch) {
+            out.extend(self.reason_batch(chunk)?);
+        }
+        Ok(out)
+    }
+
+    /// One generation call for all of `items` (the rationales of every prompt decoded together,
+    /// the sampler seeded from the first item's salt), then each target's classes scored after
+    /// its own rationale. A target's seconds are its share of the shared generation plus its
+    /// own scoring.
+    fn reason_batch(&self, items: &[CotItem]) -> Result<Vec<CotTarget>> {
+        let Some(first) = items.first() else {
+            return Ok(Vec::new());
+        };
         let t0 = std::time::Instant::now();
         let model = self.readout.model();
-        let prompt = self.prompt(target, hint)?;
+        let prompts = items
+            .iter()
+            .map(|it| self.prompt(it.target, it.hint))
+            .collect::<Result<Vec<_>>>()?;
         let gen = GenerationConfig {
             max_new_tokens: self.cfg.max_new_tokens,
             temperature: self.cfg.temperature,
@@ -649,54 +720,74 @@ impl<'a> CotReasoner<'a> {
             n_samples: self.cfg.samples,
             stop_tokens: self.stop.clone(),
             pad_token: 0,
-            seed: Some(self.cfg.seed.wrapping_mul(1_000_003).wrapping_add(salt)),
+            seed: Some(
+                self.cfg
+                    .seed
+                    .wrapping_mul(1_000_003)
+                    .wrapping_add(first.salt),
+            ),
         };
-        let samples = generate_scored(model, std::slice::from_ref(&prompt), &gen, None)?
-            .into_iter()
-            .next()
-            .unwrap_or_default();
+        let generated = generate_scored(model, &prompts, &gen, None)?;
+        let shared = t0.elapsed().as_secs_f64() / items.len() as f64;
         let cands = self.readout.rows().candidates();
         let k = cands.len();
-        let mut probs = vec![0f64; k];
-        let mut rationales = Vec::with_capacity(samples.len());
-        let mut compute = Compute {
-            predictions: 1,
-            prompt_tokens: prompt.len(),
-            ..Compute::default()
-        };
-        for s in &samples {
-            compute.generated_tokens += s.tokens.len() + usize::from(s.finished);
-            let text = self.tok.decode(&s.tokens, true)?;
-            let rationale = text
-                .split("Answer:")
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
-            let mut ids = prompt.clone();
-            ids.extend(self.tok.encode(&format!("{rationale}\nAnswer: "))?);
-            let scores =
-                crate::llm::score_candidates(model, &ids, cands, self.readout.config().chunk)?;
-            // the scoring pass encodes prompt + rationale again
-            compute.prompt_tokens += ids.len();
-            compute.candidate_tokens += self.readout.rows().tree_tokens();
-            let m = scores
-                .iter()
-                .map(|c| c.mean)
-                .fold(f64::NEG_INFINITY, f64::max);
-            let z: f64 = scores.iter().map(|c| (c.mean - m).exp()).sum();
-            for (p, c) in probs.iter_mut().zip(&scores) {
-                *p += (c.mean - m).exp() / z / samples.len() as f64;
+        let mut out = Vec::with_capacity(items.len());
+        for (prompt, samples) in prompts.iter().zip(generated) {
+            let t1 = std::time::Instant::now();
+            let mut probs = vec![0f64; k];
+            let mut rationales = Vec::with_capacity(samples.len());
+            let mut compute = Compute {
+                predictions: 1,
+                prompt_tokens: prompt.len(),
+                ..Compute::default()
+            };
+            for s in &samples {
+                compute.generated_tokens += s.tokens.len() + usize::from(s.finished);
+                let text = self.tok.decode(&s.tokens, true)?;
+                let rationale = text
+                    .split("Answer:")
+                    .next()
+                    .unwrap_or_default()
+                    .trim()
+                    .to_string();
+                let mut ids = prompt.clone();
+                ids.extend(self.tok.encode(&format!("{rationale}\nAnswer: "))?);
+                let scores =
+                    crate::llm::score_candidates(model, &ids, cands, self.readout.config().chunk)?;
+                // the scoring pass encodes prompt + rationale again
+                compute.prompt_tokens += ids.len();
+                compute.candidate_tokens += self.readout.rows().tree_tokens();
+                let m = scores
+                    .iter()
+                    .map(|c| c.mean)
+                    .fold(f64::NEG_INFINITY, f64::max);
+                let z: f64 = scores.iter().map(|c| (c.mean - m).exp()).sum();
+                for (p, c) in probs.iter_mut().zip(&scores) {
+                    *p += (c.mean - m).exp() / z / samples.len() as f64;
+                }
+                rationales.push(rationale);
             }
-            rationales.push(rationale);
+            compute.seconds = shared + t1.elapsed().as_secs_f64();
+            out.push(CotTarget {
+                probs: probs.into_iter().map(|p| p as f32).collect(),
+                rationales,
+                compute,
+            });
         }
-        compute.seconds = t0.elapsed().as_secs_f64();
-        Ok(CotTarget {
-            probs: probs.into_iter().map(|p| p as f32).collect(),
-            rationales,
-            compute,
-        })
+        Ok(out)
     }
+}
+
+/// One chain-of-thought request: the target event, an optional hint class (STaR's
+/// rationalisation) and the salt of its sampler seed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CotItem {
+    /// The target event.
+    pub target: u32,
+    /// A class named in the prompt as the answer.
+    pub hint: Option<u32>,
+    /// Varies the sampler's seed.
+    pub salt: u64,
 }
 
 /// Stacks per-target class probabilities into the `[n, K]` matrix.
@@ -806,47 +897,67 @@ pub fn star_examples(
     targets: &[(u32, u32)],
     hint: bool,
 ) -> Result<(Vec<StarExample>, Compute)> {
-    let mut out = Vec::new();
+    let argmax = |p: &[f32]| {
+        p.iter()
+            .enumerate()
+            .fold((0u32, f32::NEG_INFINITY), |b, (c, &v)| {
+                if v > b.1 {
+                    (c as u32, v)
+                } else {
+                    b
+                }
+            })
+            .0
+    };
     let mut compute = Compute::default();
-    for (i, &(t, y)) in targets.iter().enumerate() {
-        let argmax = |p: &[f32]| {
-            p.iter()
-                .enumerate()
-                .fold((0u32, f32::NEG_INFINITY), |b, (c, &v)| {
-                    if v > b.1 {
-                        (c as u32, v)
-                    } else {
-                        b
-                    }
-                })
-                .0
-        };
-        let r = reasoner.reason_one(t, None, i as u64)?;
+    let plain: Vec<CotItem> = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &(target, _))| CotItem {
+            target,
+            hint: None,
+            salt: i as u64,
+        })
+        .collect();
+    let first = reasoner.reason_items(&plain)?;
+    let mut kept: Vec<Option<StarExample>> = vec![None; targets.len()];
+    let mut retry = Vec::new();
+    for (i, (r, &(t, y))) in first.iter().zip(targets).enumerate() {
         compute.add(&r.compute);
-        compute.predictions += 1;
         if argmax(&r.probs) == y {
-            out.push(StarExample {
+            kept[i] = Some(StarExample {
                 target: t,
                 class: y,
                 rationale: r.rationales[0].clone(),
                 hinted: false,
             });
-            continue;
-        }
-        if hint {
-            let h = reasoner.reason_one(t, Some(y), i as u64 ^ 0x41)?;
-            compute.add(&h.compute);
-            if argmax(&h.probs) == y {
-                out.push(StarExample {
+        } else if hint {
+            retry.push((
+                i,
+                CotItem {
                     target: t,
-                    class: y,
-                    rationale: h.rationales[0].clone(),
-                    hinted: true,
-                });
-            }
+                    hint: Some(y),
+                    salt: i as u64 ^ 0x41,
+                },
+            ));
         }
     }
-    Ok((out, compute))
+    let items: Vec<CotItem> = retry.iter().map(|&(_, it)| it).collect();
+    for (&(i, it), h) in retry.iter().zip(reasoner.reason_items(&items)?) {
+        compute.add(&h.compute);
+        let y = it.hint.unwrap_or_default();
+        if argmax(&h.probs) == y {
+            kept[i] = Some(StarExample {
+                target: it.target,
+                class: y,
+                rationale: h.rationales[0].clone(),
+                hinted: true,
+            });
+        }
+    }
+    // one prediction per target, however many rationales it took
+    compute.predictions = targets.len();
+    Ok((kept.into_iter().flatten().collect(), compute))
 }
 
 /// The SFT example of a kept rationale: CoT prompt (no hint) → `rationale`, `"\nAnswer: "`, the

@@ -28,15 +28,23 @@ fn sim() -> Dataset {
     .expect("simulate")
 }
 
+/// Binds the tiny Llama, its tokenizer, the simulated log and a read-out over them (one thread)
+/// to the caller's names.
+macro_rules! fixture {
+    ($llm:ident, $tok:ident, $ds:ident, $readout:ident) => {
+        tch::set_num_threads(1);
+        let $llm = tiny();
+        let $tok = $llm.tokenizer.as_ref().expect("tokenizer");
+        let $ds = sim();
+        let v = Verbaliser::new(&$ds, VerbaliserConfig::default())?;
+        let lt = LogTokens::new($tok, None, "next?")?;
+        let $readout = LlmReadout::new(&$llm.model, &lt, &v, ReadoutConfig::default())?;
+    };
+}
+
 #[test]
 fn constrained_samples_spell_classes_with_their_exact_log_likelihood() -> anyhow::Result<()> {
-    tch::set_num_threads(1);
-    let llm = tiny();
-    let tok = llm.tokenizer.as_ref().expect("tokenizer");
-    let ds = sim();
-    let v = Verbaliser::new(&ds, VerbaliserConfig::default())?;
-    let lt = LogTokens::new(tok, None, "next?")?;
-    let readout = LlmReadout::new(&llm.model, &lt, &v, ReadoutConfig::default())?;
+    fixture!(llm, tok, ds, readout);
     let r = ds.log.user_range(0);
     let index: Vec<u32> = vec![(r.start + 2) as u32, (r.start + 3) as u32];
     let prompts = readout.prompts(&index)?;
@@ -100,13 +108,7 @@ fn constrained_samples_spell_classes_with_their_exact_log_likelihood() -> anyhow
 
 #[test]
 fn free_text_answers_are_parsed_or_counted_as_failures() -> anyhow::Result<()> {
-    tch::set_num_threads(1);
-    let llm = tiny();
-    let tok = llm.tokenizer.as_ref().expect("tokenizer");
-    let ds = sim();
-    let v = Verbaliser::new(&ds, VerbaliserConfig::default())?;
-    let lt = LogTokens::new(tok, None, "next?")?;
-    let readout = LlmReadout::new(&llm.model, &lt, &v, ReadoutConfig::default())?;
+    fixture!(llm, tok, ds, readout);
     let r = ds.log.user_range(1);
     let prompts = readout.prompts(&[(r.start + 2) as u32])?;
     let sampler = AnswerSampler::new(&readout, Some(tok))?;
@@ -155,17 +157,40 @@ fn generate_scored_reports_the_unconstrained_log_likelihood() -> anyhow::Result<
 }
 
 #[test]
+fn batched_rationales_equal_one_prompt_at_a_time() -> anyhow::Result<()> {
+    use behavior_models::reasoning::{CotConfig, CotReasoner};
+    fixture!(llm, tok, ds, readout);
+    let cfg = |batch| CotConfig {
+        template: "Next: {next}. Think.".into(),
+        max_new_tokens: 6,
+        temperature: 0.0,
+        budget: 300,
+        batch,
+        ..CotConfig::default()
+    };
+    let u = ds.log.user_range(0);
+    // targets with 2, 5 and 9 earlier events: prompts of different lengths, left-padded together
+    let index: Vec<u32> = [2, 5, 9].iter().map(|d| (u.start + d) as u32).collect();
+    let one = CotReasoner::new(&readout, tok, None, cfg(1))?.reason(&index)?;
+    let all = CotReasoner::new(&readout, tok, None, cfg(3))?.reason(&index)?;
+    let lens: Vec<usize> = one.iter().map(|o| o.compute.prompt_tokens).collect();
+    assert!(lens[0] < lens[1] && lens[1] < lens[2], "{lens:?}");
+    for (a, b) in one.iter().zip(&all) {
+        assert_eq!(a.rationales, b.rationales);
+        assert_eq!(a.compute.generated_tokens, b.compute.generated_tokens);
+        for (p, q) in a.probs.iter().zip(&b.probs) {
+            assert!((p - q).abs() < 1e-4, "{p} vs {q}");
+        }
+    }
+    Ok(())
+}
+
+#[test]
 fn chain_of_thought_scores_every_class_after_its_rationale() -> anyhow::Result<()> {
     use behavior_models::reasoning::{
         cot_scores, star_examples, star_sft_example, CotConfig, CotReasoner,
     };
-    tch::set_num_threads(1);
-    let llm = tiny();
-    let tok = llm.tokenizer.as_ref().expect("tokenizer");
-    let ds = sim();
-    let v = Verbaliser::new(&ds, VerbaliserConfig::default())?;
-    let lt = LogTokens::new(tok, None, "next?")?;
-    let readout = LlmReadout::new(&llm.model, &lt, &v, ReadoutConfig::default())?;
+    fixture!(llm, tok, ds, readout);
     let cfg = CotConfig {
         template: "Next: {next}. Think.".into(),
         max_new_tokens: 6,
@@ -184,7 +209,7 @@ fn chain_of_thought_scores_every_class_after_its_rationale() -> anyhow::Result<(
     );
     assert!(plain.ends_with("<|im_start|>assistant\n"), "{plain}");
     let hinted = tok.decode(&r.prompt(t, Some(1))?, false)?;
-    assert!(hinted.contains(&format!("(Hint: the answer is {}.)", v.labels()[1])));
+    assert!(hinted.contains(&format!("(Hint: the answer is {}.)", readout.labels()[1])));
     let out = r.reason(&[t, t + 1])?;
     assert_eq!(out.len(), 2);
     for o in &out {
@@ -199,12 +224,14 @@ fn chain_of_thought_scores_every_class_after_its_rationale() -> anyhow::Result<(
     assert_eq!((s.n, s.k), (2, ds.num_classes()));
     // STaR: whatever is kept names its class, and its SFT answer ends with the label
     let (kept, compute) = star_examples(&r, &[(t, 0), (t + 1, 1)], true)?;
-    assert!(compute.predictions >= 2);
+    // regression: `Compute::add` keeps the larger prediction count, and an extra `+= 1` per
+    // target once counted n + 1 predictions
+    assert_eq!(compute.predictions, 2);
     for e in &kept {
         let ex = star_sft_example(&r, e)?;
         let answer = tok.decode(&ex.answer, false)?;
         assert!(
-            answer.ends_with(&format!("Answer: {}\n", v.labels()[e.class as usize])),
+            answer.ends_with(&format!("Answer: {}\n", readout.labels()[e.class as usize])),
             "{answer}"
         );
         assert_eq!(

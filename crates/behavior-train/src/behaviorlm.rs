@@ -1077,13 +1077,7 @@ impl<'a> Pipeline<'a> {
             &data,
             &mut MixedSft::default(),
             &mut no_eval,
-            &crate::FitOptions {
-                dir: Some(sdir.join("train")),
-                resume,
-                stop_after: None,
-                progress: true,
-                label: key.to_string(),
-            },
+            &crate::FitOptions::saved(sdir.join("train"), resume, key.to_string()),
         )?;
         behavior_models::llm::save_adapter(&llm.vs, &self.cfg.lora, &adapter)?;
         let report = StageReport {

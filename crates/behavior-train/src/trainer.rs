@@ -238,6 +238,20 @@ pub struct FitOptions {
     pub label: String,
 }
 
+impl FitOptions {
+    /// A run that checkpoints into `dir` (resuming from it when `resume`), with a progress bar
+    /// and log lines labelled `label`.
+    pub fn saved(dir: impl Into<PathBuf>, resume: bool, label: impl Into<String>) -> Self {
+        Self {
+            dir: Some(dir.into()),
+            resume,
+            stop_after: None,
+            progress: true,
+            label: label.into(),
+        }
+    }
+}
+
 /// What a finished (or stopped) run reports.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainSummary {
