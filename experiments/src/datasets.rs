@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use behavior_data::registry;
 use behavior_data::simulator::SimConfig;
+use behavior_data::structure::{calibrate, structure, Structure, StructureConfig};
 use behavior_data::{Dataset, LoadOptions, Split, SplitConfig, SplitMode};
 use serde::{Deserialize, Serialize};
 
@@ -34,6 +35,18 @@ pub struct DatasetsConfig {
     /// Extra event CSVs mapped by a column spec (`[[generic]]` tables in a `--config` file).
     #[serde(default)]
     pub generic: Vec<GenericSource>,
+    /// Sequential-structure measurements (conditional entropies, information of the context,
+    /// repeat / return rates, sessions), on each ordered data set's held-out targets.
+    #[serde(default)]
+    pub structure: StructureConfig,
+    /// The real data sets whose range a simulator scenario is checked against
+    /// (`calibration.md`; skipped when none of them was loaded).
+    #[serde(default = "default_references")]
+    pub calibration_references: Vec<String>,
+}
+
+fn default_references() -> Vec<String> {
+    vec!["foursquare-nyc".into(), "llmob-tokyo".into()]
 }
 
 /// A generic event CSV: its path and column spec (see `datasets/generic-csv.md`).
@@ -82,6 +95,8 @@ impl DatasetsConfig {
             split: SplitConfig::default(),
             lenient: false,
             generic: Vec::new(),
+            structure: StructureConfig::default(),
+            calibration_references: default_references(),
         }
     }
 }
@@ -170,6 +185,7 @@ pub fn main(common: &CommonArgs, device: tch::Device) -> Result<()> {
     };
     let mut rows = Vec::new();
     let mut details = Vec::new();
+    let mut structures: Vec<(String, Structure)> = Vec::new();
     let names: Vec<String> = cfg
         .datasets
         .iter()
@@ -249,7 +265,23 @@ pub fn main(common: &CommonArgs, device: tch::Device) -> Result<()> {
             split_mode: format!("{:?}", split_cfg.mode).to_lowercase(),
         });
         details.push(serde_json::json!({ "dataset": name, "load_report": ds.report, "split": split_cfg, "stats": s }));
+        if !ds.ordered {
+            println!("{name}: no sequential structure (its events have no order)");
+        } else if split.train.is_empty() || split.test.is_empty() {
+            println!("{name}: no sequential structure (no training or held-out targets)");
+        } else {
+            let st = structure(
+                &ds.log,
+                ds.num_classes(),
+                &split.train,
+                &split.test,
+                &cfg.structure,
+            )
+            .with_context(|| format!("structure of {name}"))?;
+            structures.push((name.clone(), st));
+        }
     }
+    write_structure(&run, &cfg, &structures)?;
     let mut md = String::from(
         "| data set | users | events | classes | anchors (train share > 1 %) | anchor share of train events | Gini | entropy (bits) | train / valid / test targets |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
@@ -292,11 +324,144 @@ pub fn main(common: &CommonArgs, device: tch::Device) -> Result<()> {
     run.write("stats.csv", csv.as_bytes())?;
     run.write(
         "stats.json",
-        &serde_json::to_vec_pretty(&serde_json::json!({ "rows": rows, "details": details }))?,
+        &serde_json::to_vec_pretty(
+            &serde_json::json!({ "rows": rows, "details": details, "structure": structures }),
+        )?,
     )?;
     println!("\n{md}");
     let dir = run.finish("ok")?;
     println!("results: {}", dir.display());
+    Ok(())
+}
+
+/// `structure.md` / `.csv` (one row per ordered data set), the relative conditional-entropy
+/// curves (`structure_entropy.svg`) and, for every simulator scenario when a reference data set
+/// was loaded, `calibration.md` / `.json` (each target, the reference range, within or not).
+fn write_structure(run: &Run, cfg: &DatasetsConfig, rows: &[(String, Structure)]) -> Result<()> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let orders = cfg.structure.max_order;
+    let ks: Vec<String> = (0..=orders).map(|k| format!("H(Y|{k})")).collect();
+    let mut md = format!(
+        "Held-out cross-entropy in bits of interpolated Witten–Bell models fitted on the training \
+         targets (H(Y|k): given the last k behaviours; information = H(Y|0) − H(Y|feature)); \
+         return = among the previous {} events; sessions split at gaps > {} s.\n\n\
+         | data set | {} | H(Y|1..{orders}) / H(Y|0) | I(weekday) | I(slot) | I(location) | I(user) | repeat | return | session mean / median | single-event sessions |\n|---|{}---|---:|---:|---:|---:|---:|---:|---|---:|\n",
+        cfg.structure.return_window,
+        cfg.structure.session_gap_secs,
+        ks.join(" | "),
+        "---:|".repeat(orders + 1),
+    );
+    let mut csv = format!(
+        "dataset,{},weekday_info_bits,slot_info_bits,location_info_bits,user_info_bits,repeat_rate,return_rate,session_mean,session_median,singleton_sessions,train_targets,test_targets\n",
+        (0..=orders)
+            .map(|k| format!("h{k}_bits"))
+            .collect::<Vec<_>>()
+            .join(",")
+    );
+    for (name, s) in rows {
+        let fmt = |v: &[f64], d: usize| v.iter().map(|x| format!("{x:.d$}")).collect::<Vec<_>>();
+        md.push_str(&format!(
+            "| {name} | {} | {} | {:.3} | {:.3} | {:.3} | {:.3} | {:.1} % | {:.1} % | {:.1} / {:.0} | {:.1} % |\n",
+            fmt(&s.cond_entropy_bits, 3).join(" | "),
+            fmt(&s.relative_entropy[1..], 2).join(" / "),
+            s.weekday_info_bits,
+            s.slot_info_bits,
+            s.location_info_bits,
+            s.user_info_bits,
+            100.0 * s.repeat_rate,
+            100.0 * s.return_rate,
+            s.session_mean,
+            s.session_median,
+            100.0 * s.singleton_sessions
+        ));
+        csv.push_str(&format!(
+            "{},{},{:.6},{:.6},{:.6},{:.6},{:.6},{:.6},{:.4},{:.1},{:.6},{},{}\n",
+            csv_field(name),
+            fmt(&s.cond_entropy_bits, 6).join(","),
+            s.weekday_info_bits,
+            s.slot_info_bits,
+            s.location_info_bits,
+            s.user_info_bits,
+            s.repeat_rate,
+            s.return_rate,
+            s.session_mean,
+            s.session_median,
+            s.singleton_sessions,
+            s.train_targets,
+            s.test_targets
+        ));
+    }
+    run.write("structure.md", md.as_bytes())?;
+    run.write("structure.csv", csv.as_bytes())?;
+    println!("\n{md}");
+    let series: Vec<behavior_eval::plot::Series> = rows
+        .iter()
+        .map(|(name, s)| behavior_eval::plot::Series {
+            name: name.clone(),
+            points: s
+                .relative_entropy
+                .iter()
+                .enumerate()
+                .map(|(k, &r)| (k as f64, r))
+                .collect(),
+        })
+        .collect();
+    behavior_eval::plot::training_curves(
+        &run.path().join("structure_entropy.svg"),
+        "Next-behaviour entropy given the last k behaviours (held out, relative to k = 0)",
+        "k (behaviours of context)",
+        "H(Y | last k) / H(Y)",
+        &series,
+        false,
+    )
+    .context("plotting the conditional-entropy curves")?;
+    let refs: Vec<&Structure> = rows
+        .iter()
+        .filter(|(n, _)| {
+            cfg.calibration_references
+                .iter()
+                .any(|r| registry::lookup(r).is_some_and(|k| k.name == n.as_str()))
+        })
+        .map(|(_, s)| s)
+        .collect();
+    let sims: Vec<&(String, Structure)> = rows
+        .iter()
+        .filter(|(n, _)| registry::lookup(n).is_some_and(|k| k.folder.is_none()))
+        .collect();
+    if refs.is_empty() || sims.is_empty() {
+        println!("calibration: skipped (no simulator scenario or no reference data set loaded)");
+        return Ok(());
+    }
+    let mut md = format!(
+        "Simulator scenarios against the range of {} (targets: `behavior_data::structure::calibration_statistics`).\n\n",
+        cfg.calibration_references.join(", ")
+    );
+    let mut json = Vec::new();
+    for (name, s) in sims {
+        let checks = calibrate(s, &refs)?;
+        let within = checks.iter().filter(|c| c.within).count();
+        md.push_str(&format!(
+            "**{name}**: {within} of {} targets within range\n\n| statistic | {name} | reference range | within |\n|---|---:|---|---|\n",
+            checks.len()
+        ));
+        for c in &checks {
+            md.push_str(&format!(
+                "| {} | {:.3} | {:.3} … {:.3} | {} |\n",
+                c.statistic,
+                c.value,
+                c.lo,
+                c.hi,
+                if c.within { "yes" } else { "**no**" }
+            ));
+        }
+        md.push('\n');
+        json.push(serde_json::json!({ "scenario": name, "within": within, "checks": checks }));
+    }
+    run.write("calibration.md", md.as_bytes())?;
+    run.write("calibration.json", &serde_json::to_vec_pretty(&json)?)?;
+    println!("{md}");
     Ok(())
 }
 

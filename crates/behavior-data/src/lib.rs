@@ -35,6 +35,7 @@ pub mod simulator;
 pub mod skip;
 pub mod split;
 pub mod stats;
+pub mod structure;
 pub mod verbalise;
 pub mod vocab;
 
