@@ -43,6 +43,79 @@ pub struct DatasetsConfig {
     /// (`calibration.md`; skipped when none of them was loaded).
     #[serde(default = "default_references")]
     pub calibration_references: Vec<String>,
+    /// A grid search of the simulator's structure knobs against the references
+    /// (`calibration_grid.csv`, best first); none by default.
+    #[serde(default)]
+    pub grid: Option<SimGrid>,
+}
+
+/// The simulator knobs searched by the calibration grid (every combination), each point
+/// simulated at `users` users (the `sim` config's other knobs) and measured like the data sets.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimGrid {
+    /// Users per simulated point (0 = the `sim` config's, the size the table measures).
+    pub users: usize,
+    /// `script_strength` values.
+    pub script_strength: Vec<f64>,
+    /// `repeat_prob` values.
+    pub repeat_prob: Vec<f64>,
+    /// `user_sigma` values.
+    pub user_sigma: Vec<f64>,
+    /// `habits` values.
+    pub habits: Vec<usize>,
+    /// `habit_prob` values.
+    pub habit_prob: Vec<f64>,
+    /// `routine_prob` values.
+    pub routine_prob: Vec<f64>,
+}
+
+impl Default for SimGrid {
+    fn default() -> Self {
+        Self {
+            users: 0,
+            script_strength: vec![0.1, 0.3, 0.6],
+            repeat_prob: vec![0.05, 0.1],
+            user_sigma: vec![0.8, 1.5],
+            habits: vec![8, 16],
+            habit_prob: vec![0.5, 0.8],
+            routine_prob: vec![0.0, 0.5],
+        }
+    }
+}
+
+impl SimGrid {
+    /// Every combination, applied to `base`.
+    fn points(&self, base: &SimConfig) -> Vec<SimConfig> {
+        let mut out = Vec::new();
+        for &script_strength in &self.script_strength {
+            for &repeat_prob in &self.repeat_prob {
+                for &user_sigma in &self.user_sigma {
+                    for &habits in &self.habits {
+                        for &habit_prob in &self.habit_prob {
+                            for &routine_prob in &self.routine_prob {
+                                out.push(SimConfig {
+                                    users: if self.users == 0 {
+                                        base.users
+                                    } else {
+                                        self.users
+                                    },
+                                    script_strength,
+                                    repeat_prob,
+                                    user_sigma,
+                                    habits,
+                                    habit_prob,
+                                    routine_prob,
+                                    ..base.clone()
+                                });
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
 }
 
 fn default_references() -> Vec<String> {
@@ -97,6 +170,7 @@ impl DatasetsConfig {
             generic: Vec::new(),
             structure: StructureConfig::default(),
             calibration_references: default_references(),
+            grid: None,
         }
     }
 }
@@ -282,6 +356,9 @@ pub fn main(common: &CommonArgs, device: tch::Device) -> Result<()> {
         }
     }
     write_structure(&run, &cfg, &structures)?;
+    if let Some(grid) = &cfg.grid {
+        search_grid(&run, &cfg, grid, &structures)?;
+    }
     let mut md = String::from(
         "| data set | users | events | classes | anchors (train share > 1 %) | anchor share of train events | Gini | entropy (bits) | train / valid / test targets |\n|---|---:|---:|---:|---:|---:|---:|---:|---|\n",
     );
@@ -462,6 +539,109 @@ fn write_structure(run: &Run, cfg: &DatasetsConfig, rows: &[(String, Structure)]
     run.write("calibration.md", md.as_bytes())?;
     run.write("calibration.json", &serde_json::to_vec_pretty(&json)?)?;
     println!("{md}");
+    Ok(())
+}
+
+/// Simulates every grid point, measures it like the data sets and ranks the points by targets
+/// within the references' range (then by the summed distance outside the range, in range
+/// widths); writes `calibration_grid.csv` and prints the best five.
+fn search_grid(
+    run: &Run,
+    cfg: &DatasetsConfig,
+    grid: &SimGrid,
+    rows: &[(String, Structure)],
+) -> Result<()> {
+    let refs: Vec<&Structure> = rows
+        .iter()
+        .filter(|(n, _)| {
+            cfg.calibration_references
+                .iter()
+                .any(|r| registry::lookup(r).is_some_and(|k| k.name == n.as_str()))
+        })
+        .map(|(_, s)| s)
+        .collect();
+    if refs.is_empty() {
+        bail!(
+            "grid: none of the calibration references {:?} was loaded",
+            cfg.calibration_references
+        );
+    }
+    let points = grid.points(&cfg.sim);
+    let bar = indicatif::ProgressBar::new(points.len() as u64);
+    let mut scored = Vec::with_capacity(points.len());
+    for p in points {
+        let ds = behavior_data::simulator::simulate(&p).context("grid point")?;
+        let split = Split::of_dataset(&ds, &cfg.split)?;
+        let st = structure(
+            &ds.log,
+            ds.num_classes(),
+            &split.train,
+            &split.test,
+            &cfg.structure,
+        )?;
+        let checks = calibrate(&st, &refs)?;
+        let within = checks.iter().filter(|c| c.within).count();
+        let width = |c: &behavior_data::structure::CalibrationCheck| (c.hi - c.lo).max(1e-6);
+        let outside: f64 = checks
+            .iter()
+            .map(|c| (c.lo - c.value).max(c.value - c.hi).max(0.0) / width(c))
+            .sum();
+        let centre: f64 = checks
+            .iter()
+            .map(|c| (c.value - (c.lo + c.hi) / 2.0).abs() / width(c))
+            .sum();
+        scored.push((p, within, outside, centre, checks));
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    scored.sort_by(|a, b| {
+        b.1.cmp(&a.1)
+            .then(a.2.total_cmp(&b.2))
+            .then(a.3.total_cmp(&b.3))
+    });
+    let names: Vec<String> = scored
+        .first()
+        .map(|s| s.4.iter().map(|c| csv_field(&c.statistic)).collect())
+        .unwrap_or_default();
+    let mut csv = format!(
+        "script_strength,repeat_prob,user_sigma,habits,habit_prob,routine_prob,within,outside,centre,{}\n",
+        names.join(",")
+    );
+    for (p, within, outside, centre, checks) in &scored {
+        csv.push_str(&format!(
+            "{},{},{},{},{},{},{within},{outside:.4},{centre:.4},{}\n",
+            p.script_strength,
+            p.repeat_prob,
+            p.user_sigma,
+            p.habits,
+            p.habit_prob,
+            p.routine_prob,
+            checks
+                .iter()
+                .map(|c| format!("{:.4}", c.value))
+                .collect::<Vec<_>>()
+                .join(",")
+        ));
+    }
+    run.write("calibration_grid.csv", csv.as_bytes())?;
+    println!(
+        "calibration grid ({} points at {} users), best first (most targets within range, then \
+         least distance outside, then nearest the ranges' centres, in range widths):",
+        scored.len(),
+        scored.first().map_or(0, |s| s.0.users)
+    );
+    for (p, within, outside, centre, _) in scored.iter().take(5) {
+        println!(
+            "  script {} repeat {} σ {} habits {} habit_prob {} routine {}: {within} of {} within, {outside:.3} outside, {centre:.3} from centres",
+            p.script_strength,
+            p.repeat_prob,
+            p.user_sigma,
+            p.habits,
+            p.habit_prob,
+            p.routine_prob,
+            names.len()
+        );
+    }
     Ok(())
 }
 

@@ -35,11 +35,12 @@ enum Cmd {
     Behavegpt {
         #[command(flatten)]
         common: CommonArgs,
-        /// Data set (overrides the config's `dataset` key): `simulator`, `foursquare`,
-        /// `ml-100k`, `ml-100k-genre`, `tsinghua-sample`, `llmob-tokyo`, or `generic` (an event
-        /// CSV given by a `[generic]` table with `path` and `spec` in `--config`). Real data is
-        /// read from `$BEHAVIOR_DATASETS` (default `../shared/datasets`); unordered logs such as
-        /// Frappe are refused.
+        /// Data set (overrides the config's `dataset` key): `simulator`, `sim-habits` (the
+        /// simulator's calibrated scenario), `foursquare`, `ml-100k`, `ml-100k-genre`,
+        /// `tsinghua-sample`, `llmob-tokyo`, or `generic` (an event CSV given by a `[generic]`
+        /// table with `path` and `spec` in `--config`). Real data is read from
+        /// `$BEHAVIOR_DATASETS` (default `../shared/datasets`); unordered logs such as Frappe are
+        /// refused.
         #[arg(long)]
         dataset: Option<String>,
         /// Continue every training from its latest checkpoint in the run folder (use with the
@@ -59,8 +60,8 @@ enum Cmd {
         #[command(flatten)]
         common: CommonArgs,
         /// Data set with behaviour names (overrides the config's `dataset` key): `simulator`,
-        /// `foursquare`, `llmob-tokyo`. Real data is read from `$BEHAVIOR_DATASETS` (default
-        /// `../shared/datasets`).
+        /// `sim-habits`, `foursquare`, `llmob-tokyo`. Real data is read from
+        /// `$BEHAVIOR_DATASETS` (default `../shared/datasets`).
         #[arg(long)]
         dataset: Option<String>,
         /// Continue in the run folder of `--run-id`: finished stages (adapter + stage.json) are
@@ -87,8 +88,8 @@ enum Cmd {
         #[command(flatten)]
         common: CommonArgs,
         /// Data set with intent labels (overrides the config's `dataset` key): `simulator`,
-        /// `llmob-tokyo`, `foursquare`, `ml-100k`. Real data is read from `$BEHAVIOR_DATASETS`
-        /// (default `../shared/datasets`).
+        /// `sim-habits`, `llmob-tokyo`, `foursquare`, `ml-100k`. Real data is read from
+        /// `$BEHAVIOR_DATASETS` (default `../shared/datasets`).
         #[arg(long)]
         dataset: Option<String>,
         /// Continue in the run folder of `--run-id`: finished models (`models/`) and row scores
@@ -108,8 +109,8 @@ enum Cmd {
         #[command(flatten)]
         common: CommonArgs,
         /// Data set with behaviour names (overrides `behaviorlm.dataset`): `simulator`,
-        /// `foursquare`, `llmob-tokyo`. Real data is read from `$BEHAVIOR_DATASETS` (default
-        /// `../shared/datasets`).
+        /// `sim-habits`, `foursquare`, `llmob-tokyo`. Real data is read from
+        /// `$BEHAVIOR_DATASETS` (default `../shared/datasets`).
         #[arg(long)]
         dataset: Option<String>,
         /// Continue in the run folder of `--run-id`: finished adapters (BehaviorLM's stages,

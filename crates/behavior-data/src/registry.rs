@@ -27,10 +27,17 @@ pub struct Known {
 }
 
 /// Every data set the registry knows, in the order tables list them.
-pub const KNOWN: [Known; 7] = [
+pub const KNOWN: [Known; 8] = [
     Known {
         name: "sim",
         aliases: &["simulator"],
+        folder: None,
+        ordered: true,
+        intent: Some("the behaviour's category's intent, with noise (17 intents by default)"),
+    },
+    Known {
+        name: "sim-habits",
+        aliases: &[],
         folder: None,
         ordered: true,
         intent: Some("the behaviour's category's intent, with noise (17 intents by default)"),
@@ -143,7 +150,18 @@ fn load_as(
         ));
     }
     let dir = match known.folder {
-        None => return simulate(sim),
+        None => {
+            // the simulator: its size and seed from `sim`, its structure from the scenario name
+            // (`sim` is `sim` as given; `sim-<scenario>` overlays a named scenario's knobs)
+            return match known.name.strip_prefix("sim-") {
+                None => simulate(sim),
+                Some(scenario) => {
+                    let mut ds = simulate(&sim.with_scenario(scenario)?)?;
+                    ds.name = known.name.to_owned();
+                    Ok(ds)
+                }
+            };
+        }
         Some(f) => root.join(f),
     };
     if !dir.is_dir() {

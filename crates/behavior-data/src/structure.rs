@@ -305,6 +305,53 @@ pub fn calibration_statistics(s: &Structure) -> Vec<(String, f64)> {
     out
 }
 
+/// The calibration statistics ([`calibration_statistics`], in its order) of the two reference
+/// data sets, measured with the default split and [`StructureConfig`] (`experiments datasets`,
+/// 2026-12-07; `tests/real_data.rs` re-measures them when the data is present). The simulator's
+/// `habits` scenario is checked against their range in the simulator's tests.
+pub const REFERENCE_STATISTICS: [(&str, [f64; 8]); 2] = [
+    (
+        "foursquare-nyc",
+        [
+            0.8935, 0.8792, 0.9072, 0.9316, 0.3284, 0.0392, 0.2227, 0.8414,
+        ],
+    ),
+    (
+        "llmob-tokyo",
+        [
+            0.9825, 1.0226, 1.0439, 1.0500, 0.1470, 0.0104, 0.0054, 0.5858,
+        ],
+    ),
+];
+
+/// [`calibrate`] against [`REFERENCE_STATISTICS`] (no real data needed).
+pub fn calibrate_to_references(sim: &Structure) -> Result<Vec<CalibrationCheck>> {
+    let ours = calibration_statistics(sim);
+    if ours.len() != 8 {
+        return Err(Error::Invalid(
+            "calibration: the reference statistics are for max_order = 4".into(),
+        ));
+    }
+    Ok(ours
+        .into_iter()
+        .enumerate()
+        .map(|(i, (statistic, value))| {
+            let (lo, hi) = REFERENCE_STATISTICS
+                .iter()
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), r| {
+                    (lo.min(r.1[i]), hi.max(r.1[i]))
+                });
+            CalibrationCheck {
+                within: (lo..=hi).contains(&value),
+                statistic,
+                value,
+                lo,
+                hi,
+            }
+        })
+        .collect())
+}
+
 /// Checks `sim` against the range of `references` on every [`calibration_statistics`] entry.
 /// Errors when there is no reference or the structures have different curve lengths.
 pub fn calibrate(sim: &Structure, references: &[&Structure]) -> Result<Vec<CalibrationCheck>> {

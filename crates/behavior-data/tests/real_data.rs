@@ -314,3 +314,43 @@ fn ml_100k_genre_intents() {
     .unwrap();
     assert_eq!(reg.log.intents(), ds.log.intents());
 }
+
+/// The calibration targets written down in `behavior_data::structure::REFERENCE_STATISTICS` are
+/// what the reference data sets measure.
+#[test]
+fn structure_reference_statistics_match_the_data() {
+    use behavior_data::structure::{
+        calibration_statistics, structure, StructureConfig, REFERENCE_STATISTICS,
+    };
+    for (name, expected) in REFERENCE_STATISTICS {
+        let folder = behavior_data::registry::resolve(name)
+            .unwrap()
+            .folder
+            .unwrap();
+        if require_data("structure_reference_statistics_match_the_data", folder).is_none() {
+            return;
+        }
+        let ds = behavior_data::registry::load(
+            name,
+            &datasets_root(),
+            &behavior_data::simulator::SimConfig::default(),
+            &LoadOptions::default(),
+        )
+        .unwrap();
+        let split = Split::of_dataset(&ds, &SplitConfig::default()).unwrap();
+        let s = structure(
+            &ds.log,
+            ds.num_classes(),
+            &split.train,
+            &split.test,
+            &StructureConfig::default(),
+        )
+        .unwrap();
+        for ((stat, v), e) in calibration_statistics(&s).iter().zip(expected) {
+            assert!(
+                (v - e).abs() < 1e-3,
+                "{name}: {stat} = {v}, written down {e}"
+            );
+        }
+    }
+}
