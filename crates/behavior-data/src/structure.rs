@@ -525,8 +525,11 @@ mod tests {
 
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(48))]
-        /// Every interpolated model is a distribution over the K classes, so no held-out
-        /// entropy is negative or above the add-one unigram's worst case, rates are shares.
+        /// Every interpolated model is a distribution over the K classes with no zero, so
+        /// every held-out entropy is finite and non-negative; the unigram's cannot exceed
+        /// its worst case (one unseen class per test event); rates are shares. Higher
+        /// orders have no such ceiling: a context always followed by one class gives an
+        /// unseen class less mass than the unigram does (regression: seqs [[0 × 11, 1]]).
         #[test]
         fn estimates_are_bounded(
             seqs in prop::collection::vec(prop::collection::vec(0u32..5, 12..60), 1..5),
@@ -537,8 +540,10 @@ mod tests {
             let s = structure(&log, 5, &train, &test, &StructureConfig::default()).unwrap();
             let worst = ((train.len() + 5) as f64).log2();
             for &b in &s.cond_entropy_bits {
-                prop_assert!(b >= 0.0 && b <= worst + 1e-9, "{b} vs {worst}");
+                prop_assert!(b.is_finite() && b >= 0.0, "{b}");
             }
+            let h0 = s.cond_entropy_bits[0];
+            prop_assert!(h0 <= worst + 1e-9, "{h0} vs {worst}");
             for r in [s.repeat_rate, s.return_rate, s.singleton_sessions] {
                 prop_assert!((0.0..=1.0).contains(&r));
             }
