@@ -12,4 +12,5 @@ pub mod doctor;
 pub mod pituning;
 pub mod reasoning;
 pub mod run;
+pub mod scaling;
 pub mod table;

@@ -118,6 +118,25 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
+    /// BehaveGPT scaling law (issue #15 §1): a grid of model sizes × training-data fractions,
+    /// each trained with CE to a token budget (`epochs ×` its events, at least `min_steps`,
+    /// early stopping on the validation loss), the held-out loss per point; fits of L(N), L(D),
+    /// the joint L(N, D) = E + A/N^α + B/D^β and L(C) on the compute-optimal frontier, with
+    /// bootstrap 95 % intervals on the exponents; log–log plots; the exponents beside language
+    /// models' and what they imply for the `gpu` preset. Writes table.md, points.csv|json,
+    /// fits.json and loss_vs_{params,data,flops}.svg.
+    Scaling {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Data set (overrides the config's `dataset` key): `sim-habits` (default; the
+        /// calibrated simulator), `simulator`, `foursquare`, `llmob-tokyo`, `ml-100k`, ….
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Reuse every grid point already trained in the run folder (same `--run-id`); an
+        /// unfinished point continues from its latest checkpoint.
+        #[arg(long)]
+        resume: bool,
+    },
     /// Single-prediction CPU latency and peak memory of one saved PITuning model folder
     /// (`config.json` + `model.safetensors`), loaded alone in this process: what the `pituning`
     /// device table runs once per model. Prints a JSON report.
@@ -230,6 +249,18 @@ fn main() -> Result<()> {
             let device = setup(&common)?;
             let out = experiments::reasoning::run(&common, device, dataset.as_deref(), resume)?;
             println!("{}\nresults: {}", out.answer, out.dir.display());
+        }
+        Cmd::Scaling {
+            common,
+            dataset,
+            resume,
+        } => {
+            let device = setup(&common)?;
+            let out = experiments::scaling::run(&common, device, dataset.as_deref(), resume)?;
+            for l in &out.summary {
+                println!("{l}");
+            }
+            println!("results: {}", out.dir.display());
         }
         Cmd::Latency {
             model,

@@ -14,7 +14,7 @@ use behavior_models::baselines::{Markov, MostPopular, UserMostFrequent};
 use behavior_models::predictor::Neural;
 use behavior_models::zoo::{DataShape, ModelSpec};
 use behavior_models::{Predictor, SeqBatch, SequenceModel};
-use behavior_train::{fit, FitOptions, Loss, LossConfig, TrainConfig};
+use behavior_train::{fit, FitOptions, Loss, LossConfig, TrainConfig, TrainSummary};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use tch::nn::VarStore;
@@ -452,44 +452,17 @@ pub fn run_systems(
             let SystemKind::Neural { model, loss } = &s.kind else {
                 continue;
             };
-            tch::manual_seed(seed as i64);
-            let mut vs = VarStore::new(opts.device);
-            let net = model.build(&vs.root(), &task.shape)?;
-            let mut objective = Loss::new(loss, &task.counts, opts.device)?;
             let tag = format!("{}-seed{seed}", slug(&s.name));
-            let fit_opts =
-                FitOptions::saved(run.path().join("train").join(&tag), opts.resume, &tag);
-            let tcfg = TrainConfig {
-                seed,
-                ..opts.train.clone()
-            };
-            let mut on_valid =
-                |m: &(dyn SequenceModel + 'static)| -> behavior_train::Result<BTreeMap<String, f64>> {
-                    let p = Neural {
-                        model: m,
-                        device: opts.device,
-                        batch: opts.eval_batch,
-                    };
-                    let scores = p.score(&task.valid.host)?;
-                    let e = task
-                        .evaluate(&scores.values, &task.valid.host)
-                        .map_err(|e| behavior_train::Error::Config(format!("validation: {e:#}")))?;
-                    Ok(opts
-                        .valid_metrics
-                        .iter()
-                        .filter_map(|m| e.metric(m).map(|v| (m.to_string(), v)))
-                        .collect())
-                };
-            let summary = fit(
-                &tcfg,
-                net.as_ref(),
-                &mut vs,
+            let (net, _vs, summary) = train_neural(
+                run,
+                task,
                 &task.train.tensors,
-                &mut objective,
-                &mut on_valid,
-                &fit_opts,
-            )
-            .with_context(|| format!("training {tag}"))?;
+                model,
+                loss,
+                &tag,
+                seed,
+                opts,
+            )?;
             let p = Neural {
                 model: net.as_ref(),
                 device: opts.device,
@@ -526,6 +499,83 @@ pub fn run_systems(
         }
     }
     Ok(out)
+}
+
+/// Builds `model` for the task's data shape (initialised from `seed`) and trains it with
+/// `loss` on `train` through [`behavior_train::fit`], checkpointing under
+/// `<run>/train/<tag>/` (resumed from there with `opts.resume`); validation (early stopping)
+/// reads `opts.valid_metrics` on the task's validation samples, where `"loss"` is the mean
+/// negative log-likelihood of the true class. Returns the trained model, its variables and the
+/// trainer's summary. Every neural row of every experiment trains here.
+#[allow(clippy::too_many_arguments)]
+pub fn train_neural(
+    run: &Run,
+    task: &Task,
+    train: &SeqBatch,
+    model: &ModelSpec,
+    loss: &LossConfig,
+    tag: &str,
+    seed: u64,
+    opts: &LoopOptions,
+) -> Result<(Box<dyn SequenceModel>, VarStore, TrainSummary)> {
+    tch::manual_seed(seed as i64);
+    let mut vs = VarStore::new(opts.device);
+    let net = model.build(&vs.root(), &task.shape)?;
+    let mut objective = Loss::new(loss, &task.counts, opts.device)?;
+    let fit_opts = FitOptions::saved(run.path().join("train").join(tag), opts.resume, tag);
+    let tcfg = TrainConfig {
+        seed,
+        ..opts.train.clone()
+    };
+    let mut on_valid =
+        |m: &(dyn SequenceModel + 'static)| -> behavior_train::Result<BTreeMap<String, f64>> {
+            let p = Neural {
+                model: m,
+                device: opts.device,
+                batch: opts.eval_batch,
+            };
+            let scores = p.score(&task.valid.host)?;
+            let e = task
+                .evaluate(&scores.values, &task.valid.host)
+                .map_err(|e| behavior_train::Error::Config(format!("validation: {e:#}")))?;
+            Ok(opts
+                .valid_metrics
+                .iter()
+                .filter_map(|&m| {
+                    if m == "loss" {
+                        Some((m.to_string(), mean_nll(&scores, &task.valid.host.target)))
+                    } else {
+                        e.metric(m).map(|v| (m.to_string(), v))
+                    }
+                })
+                .collect())
+        };
+    let summary = fit(
+        &tcfg,
+        net.as_ref(),
+        &mut vs,
+        train,
+        &mut objective,
+        &mut on_valid,
+        &fit_opts,
+    )
+    .with_context(|| format!("training {tag}"))?;
+    Ok((net, vs, summary))
+}
+
+/// Mean negative log-likelihood (nats) of the true classes under probability scores
+/// (`behavior_models::Scores` of a softmax predictor), with probabilities floored at 1e-12.
+///
+/// # Shapes
+/// `scores: [n, K]`, `targets: [n]` → scalar.
+pub fn mean_nll(scores: &behavior_models::Scores, targets: &[u32]) -> f64 {
+    let k = scores.k;
+    let sum: f64 = targets
+        .iter()
+        .enumerate()
+        .map(|(i, &y)| -(f64::from(scores.values[i * k + y as usize]).max(1e-12)).ln())
+        .sum();
+    sum / targets.len().max(1) as f64
 }
 
 impl Outcomes {

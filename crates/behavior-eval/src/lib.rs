@@ -18,7 +18,8 @@
 //!   mean ± std over seeds, best baseline, relative and absolute gain, paired bootstrap over test
 //!   samples (macro metrics recomputed per resample) and per-seed McNemar;
 //! * [`generation`] — JSD and TVD between behaviour histograms, corpus BLEU-n;
-//! * [`scaling`] — fit `L(x) = a·x^(−α) + c` with R²;
+//! * [`scaling`] — fit `L(x) = a·x^(−α) + c` and the joint `L(N, D) = E + A/N^α + B/D^β` with
+//!   R², seeded bootstrap intervals of their parameters, and the compute frontier;
 //! * [`report`] — a [`Report`] table (systems × metrics, mean ± std cells, published columns)
 //!   rendered as Markdown, CSV or JSON;
 //! * [`plot`] — long-tail, per-class recall, training-curve and scaling-law figures (SVG/PNG).
@@ -70,4 +71,7 @@ pub use ranking::{
     ranking, ranking_from_ranks, ranking_with, target_ranks, top1, RankingMetrics, TieBreak,
 };
 pub use report::{Cell, Report};
-pub use scaling::{fit_power_law, PowerLawFit};
+pub use scaling::{
+    bootstrap_joint, bootstrap_power_law, compute_frontier, fit_joint_power_law, fit_power_law,
+    fit_power_law_floor, JointCi, JointFit, PowerLawCi, PowerLawFit,
+};

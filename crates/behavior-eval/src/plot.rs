@@ -3,7 +3,9 @@
 //! * [`long_tail`] — class frequency by rank (log scale) with the anchor/tail cut marked;
 //! * [`recall_vs_frequency`] — per-class recall against class frequency for several systems;
 //! * [`training_curves`] — any number of named `(step, value)` curves;
-//! * [`scaling_law`] — `(size, loss)` points with a fitted [`PowerLawFit`] (log size axis).
+//! * [`scaling_law`] — `(size, loss)` points with a fitted [`PowerLawFit`] (log size axis);
+//! * [`loglog_lines`] — measured series (markers and thin lines) with fitted series (dashed, same
+//!   colour) on log–log axes.
 //!
 //! Every function takes the output path and writes **atomically**: SVG through
 //! `behavior_data::io::write_atomic`, PNG to a temporary file in the same folder that is renamed
@@ -398,12 +400,12 @@ pub fn recall_vs_frequency(
 
 // ---------------------------------------------------------------------------------------------
 
-/// One named curve of a [`training_curves`] plot.
+/// One named curve of a [`training_curves`] or [`loglog_lines`] plot.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Series {
     /// Legend label.
     pub name: String,
-    /// `(step, value)` points in step order.
+    /// `(x, y)` points in drawing order (e.g. `(step, value)` in step order).
     pub points: Vec<(f64, f64)>,
 }
 
@@ -648,6 +650,136 @@ pub fn scaling_law(
             x_label,
             points,
             fit,
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct LogLog<'a> {
+    title: &'a str,
+    x_desc: &'a str,
+    y_desc: &'a str,
+    measured: &'a [Series],
+    fitted: &'a [Series],
+}
+
+impl Figure for LogLog<'_> {
+    fn draw<DB: DrawingBackend>(&self, root: &DrawingArea<DB, Shift>) -> DrawResult
+    where
+        DB::ErrorType: 'static,
+    {
+        root.fill(&WHITE)?;
+        let (mut x0, mut x1, mut y0, mut y1) = (
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+            f64::INFINITY,
+            f64::NEG_INFINITY,
+        );
+        for &(x, y) in self
+            .measured
+            .iter()
+            .chain(self.fitted)
+            .flat_map(|s| s.points.iter())
+        {
+            x0 = x0.min(x);
+            x1 = x1.max(x);
+            y0 = y0.min(y);
+            y1 = y1.max(y);
+        }
+        let mut chart = ChartBuilder::on(root)
+            .caption(self.title, (FONT, 24))
+            .margin(15)
+            .x_label_area_size(45)
+            .y_label_area_size(70)
+            .build_cartesian_2d(
+                (x0 / 1.5..x1 * 1.5).log_scale(),
+                (y0 / 1.15..y1 * 1.15).log_scale(),
+            )?;
+        chart
+            .configure_mesh()
+            .x_desc(self.x_desc)
+            .y_desc(self.y_desc)
+            .x_label_formatter(&tick)
+            .y_label_formatter(&tick)
+            .label_style((FONT, 14))
+            .axis_desc_style((FONT, 16))
+            .draw()?;
+        for (i, s) in self.measured.iter().enumerate() {
+            if s.points.is_empty() {
+                continue;
+            }
+            let c = color(i);
+            chart.draw_series(LineSeries::new(s.points.iter().copied(), c.stroke_width(1)))?;
+            chart
+                .draw_series(s.points.iter().map(|&p| Circle::new(p, 4, c.filled())))?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (16, 0)], c.stroke_width(1))
+                        + Circle::new((8, 0), 4, c.filled())
+                });
+        }
+        for (i, s) in self.fitted.iter().enumerate() {
+            if s.points.is_empty() {
+                continue;
+            }
+            let c = color(i);
+            chart
+                .draw_series(DashedLineSeries::new(
+                    s.points.iter().copied(),
+                    8,
+                    5,
+                    c.stroke_width(2),
+                ))?
+                .label(s.name.as_str())
+                .legend(move |(x, y)| {
+                    EmptyElement::at((x, y))
+                        + PathElement::new(vec![(0, 0), (6, 0)], c.stroke_width(2))
+                        + PathElement::new(vec![(10, 0), (16, 0)], c.stroke_width(2))
+                });
+        }
+        draw_legend(&mut chart, SeriesLabelPosition::UpperRight)?;
+        Ok(())
+    }
+}
+
+/// Measured and fitted curves on log–log axes (e.g. loss against compute, or a frontier with
+/// its fitted power law).
+///
+/// Each measured series is drawn as markers joined by a thin line; fitted series `i` is drawn
+/// dashed in the colour of measured series `i` (when there is one), in the order of its points.
+/// Every series is named in the legend; empty series are skipped. Errors when there is no point
+/// at all, and on a non-finite or non-positive coordinate (naming the series and point).
+pub fn loglog_lines(
+    path: &Path,
+    title: &str,
+    x_desc: &str,
+    y_desc: &str,
+    measured: &[Series],
+    fitted: &[Series],
+) -> Result<()> {
+    let all = || measured.iter().chain(fitted);
+    if all().all(|s| s.points.is_empty()) {
+        return Err(Error::Empty("log-log plot: no points".into()));
+    }
+    for s in all() {
+        check_finite_points(&format!("series {:?}", s.name), &s.points)?;
+        if let Some(i) = s.points.iter().position(|p| p.0 <= 0.0 || p.1 <= 0.0) {
+            return Err(Error::InvalidArgument(format!(
+                "series {:?}: point {i} = {:?} is not positive (log-log axes)",
+                s.name, s.points[i]
+            )));
+        }
+    }
+    render(
+        path,
+        &LogLog {
+            title,
+            x_desc,
+            y_desc,
+            measured,
+            fitted,
         },
     )
 }

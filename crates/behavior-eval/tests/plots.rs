@@ -106,3 +106,70 @@ fn bad_plot_input_is_an_error() -> Result<()> {
     assert!(!p.exists(), "nothing is written on error");
     Ok(())
 }
+
+/// `loglog_lines`: measured + fitted series render to both formats with the names in the
+/// legend; non-positive values are an error naming the series.
+#[test]
+fn loglog_lines_render_and_reject_non_positive_values() -> Result<()> {
+    let dir = tempfile::tempdir()?;
+    let law = |c: f64| 50.0 * c.powf(-0.1) + 1.0;
+    let measured: Vec<Series> = (0..3)
+        .map(|k| Series {
+            name: format!("model {k}"),
+            points: (0..6)
+                .map(|i| {
+                    let c = 10f64.powf(15.0 + f64::from(k) + 0.5 * f64::from(i));
+                    (c, law(c) * (1.0 + 0.02 * f64::from(i % 2)))
+                })
+                .collect(),
+        })
+        .collect();
+    let fitted = [Series {
+        name: "frontier fit".into(),
+        points: (0..50)
+            .map(|i| {
+                let c = 10f64.powf(15.0 + 5.5 * f64::from(i) / 49.0);
+                (c, law(c))
+            })
+            .collect(),
+    }];
+    for ext in ["svg", "png"] {
+        let p = dir.path().join(format!("loglog.{ext}"));
+        plot::loglog_lines(&p, "Figure title", "compute", "loss", &measured, &fitted)?;
+        check_written(&p)?;
+        if ext == "svg" {
+            let text = std::fs::read_to_string(&p)?;
+            assert!(text.len() > 1000);
+            for name in ["model 0", "model 2", "frontier fit"] {
+                assert!(text.contains(name), "legend lacks {name}");
+            }
+        }
+    }
+
+    let p = dir.path().join("bad.svg");
+    let bad = [Series {
+        name: "broken run".into(),
+        points: vec![(1.0, 2.0), (10.0, 0.0)],
+    }];
+    let err = plot::loglog_lines(&p, "t", "x", "y", &bad, &[]).unwrap_err();
+    let msg = err.to_string();
+    assert!(
+        msg.contains("broken run") && msg.contains("not positive"),
+        "{msg}"
+    );
+    let err = plot::loglog_lines(&p, "t", "x", "y", &measured, &bad).unwrap_err();
+    assert!(err.to_string().contains("broken run"), "{err}");
+    let neg_x = [Series {
+        name: "neg".into(),
+        points: vec![(-1.0, 2.0)],
+    }];
+    assert!(plot::loglog_lines(&p, "t", "x", "y", &neg_x, &[]).is_err());
+    let nan = [Series {
+        name: "nan".into(),
+        points: vec![(1.0, f64::NAN)],
+    }];
+    assert!(plot::loglog_lines(&p, "t", "x", "y", &nan, &[]).is_err());
+    assert!(plot::loglog_lines(&p, "t", "x", "y", &[], &[]).is_err());
+    assert!(!p.exists(), "nothing is written on error");
+    Ok(())
+}

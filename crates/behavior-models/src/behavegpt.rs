@@ -195,6 +195,49 @@ impl BehaveGptConfig {
         let head = 2 * d + (d * hh + hh) + (hh * self.n_behaviours + self.n_behaviours);
         emb + self.n_layers * block + head
     }
+
+    /// Non-embedding parameters, the `N` of scaling laws (Kaplan et al. 2020): every weight
+    /// that does a multiply–add per token — the decoder blocks, the concat projection of the
+    /// four streams (`Combine::Concat`) and the head's hidden layer — without the lookup tables
+    /// (weekday, slot, location, behaviour, positions) and without the output layer
+    /// (`hidden × K`, the analogue of a language model's unembedding, counted in
+    /// [`Self::forward_flops_per_token`] instead).
+    pub fn n_non_embedding(&self) -> i64 {
+        let d = self.d_model;
+        let ff = self.ff_mult * d;
+        let block = 4 * d + (3 * d * d + 3 * d) + (d * d + d) + (d * ff + ff) + (ff * d + d);
+        let combine = match self.combine {
+            Combine::Sum => 0,
+            Combine::Concat => 4 * d * d + d,
+        };
+        let hh = if self.head_hidden == 0 {
+            d
+        } else {
+            self.head_hidden
+        };
+        combine + self.n_layers * block + 2 * d + (d * hh + hh)
+    }
+
+    /// Forward FLOPs per token with a context of `ctx` positions, counting a multiply–add as
+    /// 2 FLOPs: `2·N + 2·hidden·K` (the non-embedding weights and the output layer) plus the
+    /// attention scores and weighted values, `2·n_layers·ctx·d` (Kaplan et al.'s
+    /// `C_forward ≈ 2N + 2·n_layer·n_ctx·d_attn`). Lookups, norms and softmaxes are left out.
+    pub fn forward_flops_per_token(&self, ctx: i64) -> f64 {
+        let hh = if self.head_hidden == 0 {
+            self.d_model
+        } else {
+            self.head_hidden
+        };
+        2.0 * self.n_non_embedding() as f64
+            + 2.0 * (hh * self.n_behaviours) as f64
+            + 2.0 * (self.n_layers * ctx * self.d_model) as f64
+    }
+
+    /// Training FLOPs per token: forward plus backward, `3 ×` [`Self::forward_flops_per_token`]
+    /// (the backward pass costs twice the forward).
+    pub fn train_flops_per_token(&self, ctx: i64) -> f64 {
+        3.0 * self.forward_flops_per_token(ctx)
+    }
 }
 
 /// The four embedding tables, their combination and the learned positions.
@@ -472,6 +515,55 @@ mod tests {
             let y = m.logits(&batch(3, 7, &cfg), false)?;
             assert_eq!(y.size(), [3, 7, 11]);
             assert_eq!(crate::layers::n_params(&vs), cfg.n_params(), "{combine:?}");
+        }
+        Ok(())
+    }
+
+    /// `n_non_embedding` is the built model's parameters minus its lookup tables and its output
+    /// layer, counted from the variable names (both combine modes, with and without a head
+    /// hidden width).
+    #[test]
+    fn non_embedding_count_matches_the_built_variables() -> Result<()> {
+        for (combine, head_hidden) in [
+            (Combine::Sum, 0),
+            (Combine::Concat, 0),
+            (Combine::Concat, 48),
+        ] {
+            let cfg = BehaveGptConfig {
+                combine,
+                head_hidden,
+                ..BehaveGptConfig::smoke(11, 5, 24)
+            };
+            let vs = nn::VarStore::new(Device::Cpu);
+            BehaveGpt::new(&vs.root(), &cfg)?;
+            let lookup = [
+                "emb.weekday.",
+                "emb.slot.",
+                "emb.loc.",
+                "emb.behaviour.",
+                "emb.pos.",
+                "head.out.",
+            ];
+            let n: i64 = vs
+                .variables()
+                .iter()
+                .filter(|(name, _)| !lookup.iter().any(|l| name.starts_with(l)))
+                .map(|(_, t)| t.numel() as i64)
+                .sum();
+            assert_eq!(
+                n,
+                cfg.n_non_embedding(),
+                "{combine:?}, head_hidden {head_hidden}"
+            );
+            // forward FLOPs: 2 per non-embedding weight, the output layer, attention
+            let hh = if head_hidden == 0 {
+                cfg.d_model
+            } else {
+                head_hidden
+            };
+            let f = 2 * n + 2 * hh * 11 + 2 * cfg.n_layers * 16 * cfg.d_model;
+            assert_eq!(cfg.forward_flops_per_token(16), f as f64);
+            assert_eq!(cfg.train_flops_per_token(16), 3.0 * f as f64);
         }
         Ok(())
     }
