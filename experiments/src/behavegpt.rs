@@ -205,7 +205,8 @@ impl BehaveGptExpConfig {
         }
     }
 
-    fn windows(&self) -> WindowConfig {
+    /// The windows the table cuts.
+    pub fn windows(&self) -> WindowConfig {
         WindowConfig {
             window: self.window,
             train_stride: self.train_stride,
@@ -315,7 +316,7 @@ pub const COLUMNS: [(&str, &str); 10] = [
 
 /// Loads the configured data set: the registry's loader (Foursquare with this experiment's
 /// loader options), or the generic CSV; refuses logs without an event order.
-fn load_dataset(cfg: &BehaveGptExpConfig) -> Result<Dataset> {
+pub(crate) fn load_dataset(cfg: &BehaveGptExpConfig) -> Result<Dataset> {
     if cfg.dataset == "generic" {
         let ds = cfg
             .generic
@@ -495,7 +496,7 @@ pub fn run(
 /// against every baseline row on the same test samples — relative gain over the best baseline,
 /// a paired bootstrap over test samples (the macro metric recomputed on each resample) and
 /// McNemar per seed pair. The claim holds only if it is reproduced for both metrics.
-fn claim(
+pub(crate) fn claim(
     out: &Outcomes,
     task: &Task,
     dataset: &str,

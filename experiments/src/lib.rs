@@ -9,6 +9,7 @@ pub mod cli;
 pub mod config;
 pub mod datasets;
 pub mod doctor;
+pub mod dro;
 pub mod pituning;
 pub mod reasoning;
 pub mod run;

@@ -137,6 +137,24 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
+    /// DRO measured properly (issue #15 §5): BehaveGPT swept over CE, focal γ, reweighted β,
+    /// group DRO η × per-class cap κ, KL DRO λ and the per-class-radius ball DRO κ; each
+    /// family's default chosen on validation (mean of Rec_w and Rec_m); the weighted-vs-macro
+    /// recall frontier plotted (frontier.svg); then BehaveGPT's main table re-run with the
+    /// chosen settings and the paper's claim checked. Writes sweep.md|json, table.md|csv|json,
+    /// claim.json. Data, model and trainer come from the nested `behavegpt` config
+    /// (`--set behavegpt.train.max_steps=…`).
+    Dro {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Data set (overrides `behavegpt.dataset`): `simulator`, `sim-habits`, `foursquare`,
+        /// `llmob-tokyo`, `ml-100k`, ….
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Reuse every training already finished in the run folder (same `--run-id`).
+        #[arg(long)]
+        resume: bool,
+    },
     /// Single-prediction CPU latency and peak memory of one saved PITuning model folder
     /// (`config.json` + `model.safetensors`), loaded alone in this process: what the `pituning`
     /// device table runs once per model. Prints a JSON report.
@@ -249,6 +267,15 @@ fn main() -> Result<()> {
             let device = setup(&common)?;
             let out = experiments::reasoning::run(&common, device, dataset.as_deref(), resume)?;
             println!("{}\nresults: {}", out.answer, out.dir.display());
+        }
+        Cmd::Dro {
+            common,
+            dataset,
+            resume,
+        } => {
+            let device = setup(&common)?;
+            let out = experiments::dro::run(&common, device, dataset.as_deref(), resume)?;
+            println!("{}\nresults: {}", out.verdict, out.dir.display());
         }
         Cmd::Scaling {
             common,

@@ -142,7 +142,9 @@ impl ScalingExpConfig {
                 bootstrap: 40,
                 eval_batch: 256,
             },
-            // 25 points on 1,000 simulated users × 28 days: about 25 minutes on one core.
+            // 25 points on 1,000 simulated users × 28 days (≈ 490 k training events): each point
+            // trained for 10 passes over its events (at least 300 steps), early stopping on the
+            // validation loss — a data-limited point stops once it overfits.
             Preset::Cpu => Self {
                 dataset: "sim-habits".into(),
                 lenient: false,
@@ -163,9 +165,9 @@ impl ScalingExpConfig {
                     m(128, 4, 4),
                 ],
                 data_fractions: thirds,
-                epochs: 2.0,
-                min_steps: 150,
-                evals_per_run: 8,
+                epochs: 10.0,
+                min_steps: 300,
+                evals_per_run: 10,
                 train: train(64, 2e-3),
                 bootstrap: 500,
                 eval_batch: 1024,

@@ -340,6 +340,8 @@ pub struct Outcomes {
     pub roles: BTreeMap<String, Role>,
     /// One test evaluation per seed.
     pub evals: BTreeMap<String, Vec<Evaluation>>,
+    /// One validation evaluation per seed (count and neural rows; what settings are chosen on).
+    pub valid_evals: BTreeMap<String, Vec<Evaluation>>,
     /// Top-1 test predictions per seed (for paired significance tests).
     pub predictions: BTreeMap<String, Vec<Vec<u32>>>,
     /// Training curves of the first seed.
@@ -415,7 +417,12 @@ pub fn run_systems(
         let scores = if let SystemKind::External { .. } = s.kind {
             external(s, opts.seeds[0], &fixed)?
         } else {
-            count_predictor(task, &s.kind)?.score(&task.test.host)?
+            let p = count_predictor(task, &s.kind)?;
+            let v = p.score(&task.valid.host)?;
+            let ev = task.evaluate(&v.values, &task.valid.host)?;
+            let n_seeds = s.max_seeds.map_or(n_seeds, |m| m.min(n_seeds));
+            out.valid_evals.insert(s.name.clone(), vec![ev; n_seeds]);
+            p.score(&task.test.host)?
         };
         let n_seeds = s.max_seeds.map_or(n_seeds, |m| m.min(n_seeds));
         let e = task.evaluate(&scores.values, &task.test.host)?;
@@ -468,6 +475,11 @@ pub fn run_systems(
                 device: opts.device,
                 batch: opts.eval_batch,
             };
+            let v = p.score(&task.valid.host)?;
+            out.valid_evals
+                .entry(s.name.clone())
+                .or_default()
+                .push(task.evaluate(&v.values, &task.valid.host)?);
             let scores = p.score(&task.test.host)?;
             let e = task.evaluate(&scores.values, &task.test.host)?;
             tracing::info!(

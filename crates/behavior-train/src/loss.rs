@@ -6,6 +6,10 @@
 //!   in the batch, renormalised, optionally projected onto `q_c ≤ P̂_c + κ/√n_c`; loss `Σ_c q_c ℓ̂_c`.
 //! * **KL-ball DRO** with temperature λ: `λ · log Σ_c P̂_c exp(ℓ̂_c / λ)` over the classes present
 //!   (P̂ renormalised over them); its gradient weights classes by `softmax(log P̂ + ℓ̂/λ)`.
+//! * **Ball DRO with per-class radii**: `max_Q Σ_c Q_c ℓ̂_c` over label distributions with
+//!   `|Q_c − P̂_c| ≤ ε_c = κ/√n_c` (rare classes may deviate more), solved in closed form per
+//!   batch (a fractional knapsack: every class at its lower bound, the remaining mass to the
+//!   highest-loss classes up to their upper bounds); the loss's gradient is `Σ_c Q*_c ∇ℓ̂_c`.
 //!
 //! `ℓ̂_c` is the mean cross-entropy of the batch's samples whose label is `c`, computed with one
 //! `index_add` (no per-sample loop, no host round trip). State (the group-DRO `q`) is part of a
@@ -44,6 +48,11 @@ pub enum LossConfig {
         /// Temperature λ (large λ → CE weighted by P̂, small λ → worst class).
         lambda: f64,
     },
+    /// Label-distribution-ball DRO with per-class radius `ε_c = κ/√n_c` (module docs).
+    BallDro {
+        /// Radius constant κ ≥ 0 (0 is CE weighted by P̂ over the classes present).
+        kappa: f64,
+    },
 }
 
 impl LossConfig {
@@ -67,11 +76,15 @@ impl LossConfig {
             Self::KlDro { lambda } if !(lambda > 0.0 && lambda.is_finite()) => {
                 bad(format!("loss.lambda must be finite and > 0, got {lambda}"))
             }
+            Self::BallDro { kappa } if !(kappa >= 0.0 && kappa.is_finite()) => {
+                bad(format!("loss.kappa must be finite and >= 0, got {kappa}"))
+            }
             _ => Ok(()),
         }
     }
 
-    /// A short name for tables and logs (`ce`, `focal`, `reweighted`, `group_dro`, `kl_dro`).
+    /// A short name for tables and logs (`ce`, `focal`, `reweighted`, `group_dro`, `kl_dro`,
+    /// `ball_dro`).
     pub fn name(&self) -> &'static str {
         match self {
             Self::Ce => "ce",
@@ -79,6 +92,7 @@ impl LossConfig {
             Self::Reweighted { .. } => "reweighted",
             Self::GroupDro { .. } => "group_dro",
             Self::KlDro { .. } => "kl_dro",
+            Self::BallDro { .. } => "ball_dro",
         }
     }
 }
@@ -95,6 +109,8 @@ pub struct Loss {
     q: Option<Tensor>,
     /// Group-DRO caps `[K]`.
     caps: Option<Tensor>,
+    /// Ball-DRO radii `ε_c = κ/√n_c` (host, `[K]`).
+    radius: Option<Vec<f64>>,
     /// The class weights the last step effectively used (`[K]`, detached), for logging.
     last_weights: Option<Tensor>,
     k: i64,
@@ -129,6 +145,7 @@ impl Loss {
         let mut class_w = None;
         let mut q = None;
         let mut caps = None;
+        let mut radius = None;
         match *cfg {
             LossConfig::Reweighted { beta } => {
                 let w: Vec<f64> = class_counts
@@ -151,6 +168,14 @@ impl Loss {
                     caps = Some(Tensor::from_slice(&c).to_device(device));
                 }
             }
+            LossConfig::BallDro { kappa } => {
+                radius = Some(
+                    class_counts
+                        .iter()
+                        .map(|&n| kappa / n.max(1.0).sqrt())
+                        .collect(),
+                );
+            }
             _ => {}
         }
         Ok(Self {
@@ -159,6 +184,7 @@ impl Loss {
             class_w,
             q,
             caps,
+            radius,
             last_weights: None,
             k,
         })
@@ -246,6 +272,31 @@ impl Loss {
                 self.last_weights = Some(z.f_detach()?.f_softmax(0, Kind::Float)?);
                 Ok(loss)
             }
+            LossConfig::BallDro { .. } => {
+                let (mean_c, present) = self.per_class(logits, labels, &safe, &validf)?;
+                let radius = self
+                    .radius
+                    .as_ref()
+                    .ok_or_else(|| Error::Config("missing radii".into()))?;
+                let host = |t: &Tensor| -> Result<Vec<f64>> {
+                    Ok(Vec::<f64>::try_from(
+                        t.f_detach()?
+                            .f_to_kind(Kind::Double)?
+                            .f_to_device(Device::Cpu)?,
+                    )?)
+                };
+                let q = worst_case_in_ball(
+                    &host(&self.prior)?,
+                    radius,
+                    &host(&mean_c)?,
+                    &host(&present)?,
+                );
+                let q: Vec<f32> = q.iter().map(|&v| v as f32).collect();
+                let q = Tensor::f_from_slice(&q)?.f_to_device(logits.device())?;
+                let loss = (&q * &mean_c).f_sum(Kind::Float)?;
+                self.last_weights = Some(q);
+                Ok(loss)
+            }
         }
     }
 
@@ -293,6 +344,44 @@ impl Loss {
         }
         Ok(())
     }
+}
+
+/// The worst-case label distribution of the ball DRO: `argmax_Q Σ_c Q_c ℓ_c` subject to
+/// `Q ∈ Δ` over the classes with `present[c] > 0`, and `|Q_c − P_c| ≤ radius[c]`, where `P` is
+/// `prior` renormalised over the present classes. Closed form (fractional knapsack): every
+/// present class starts at `max(P_c − ε_c, 0)`, the remaining mass goes to the classes in
+/// decreasing order of loss up to `min(P_c + ε_c, 1)`. Absent classes get 0.
+pub fn worst_case_in_ball(
+    prior: &[f64],
+    radius: &[f64],
+    loss: &[f64],
+    present: &[f64],
+) -> Vec<f64> {
+    let k = prior.len();
+    let on: Vec<usize> = (0..k).filter(|&c| present[c] > 0.0).collect();
+    let mut q = vec![0.0; k];
+    let z: f64 = on.iter().map(|&c| prior[c]).sum();
+    if on.is_empty() || z <= 0.0 {
+        return q;
+    }
+    let p = |c: usize| prior[c] / z;
+    let mut left = 1.0;
+    for &c in &on {
+        q[c] = (p(c) - radius[c]).max(0.0);
+        left -= q[c];
+    }
+    let mut order = on.clone();
+    order.sort_by(|&a, &b| loss[b].total_cmp(&loss[a]));
+    for &c in &order {
+        if left <= 0.0 {
+            break;
+        }
+        let room = (p(c) + radius[c]).min(1.0) - q[c];
+        let add = room.min(left).max(0.0);
+        q[c] += add;
+        left -= add;
+    }
+    q
 }
 
 /// Euclidean-free projection used by group DRO: clips `q` at `caps` and hands the excess mass to
@@ -358,6 +447,92 @@ mod tests {
         assert!((ls - worst).abs() < 1e-2, "λ→0: {ls} vs {worst}");
         assert!(base.is_finite());
         Ok(())
+    }
+
+    /// Ball DRO: κ = 0 is CE weighted by the prior over the classes present; a huge κ puts all
+    /// mass on the worst class; in between, the loss lies between the two and the weights
+    /// respect their radii.
+    #[test]
+    fn ball_dro_spans_prior_weighted_ce_to_the_worst_class() -> Result<()> {
+        tch::manual_seed(2);
+        let logits = Tensor::randn([60, 4], (Kind::Float, Device::Cpu));
+        let labels = Tensor::from_slice(&(0..60).map(|i| i % 4).collect::<Vec<i64>>());
+        let counts = [100.0, 30.0, 10.0, 4.0];
+        let per = logits.cross_entropy_loss::<Tensor>(&labels, None, Reduction::None, -1, 0.0);
+        let pv = vec(&per);
+        let mean: Vec<f64> = (0..4)
+            .map(|c| (0..15).map(|j| pv[4 * j + c] as f64).sum::<f64>() / 15.0)
+            .collect();
+        let total: f64 = counts.iter().sum();
+        let weighted: f64 = (0..4).map(|c| counts[c] / total * mean[c]).sum();
+        let worst = mean.iter().copied().fold(f64::MIN, f64::max);
+        let at = |kappa: f64| -> Result<(f64, Vec<f32>)> {
+            let mut l = Loss::new(&LossConfig::BallDro { kappa }, &counts, Device::Cpu)?;
+            let v = l.compute(&logits, &labels, true)?.double_value(&[]);
+            Ok((v, l.class_weights()?.unwrap()))
+        };
+        let (l0, _) = at(0.0)?;
+        assert!((l0 - weighted).abs() < 1e-5, "{l0} vs {weighted}");
+        let (lbig, qbig) = at(1e6)?;
+        assert!((lbig - worst).abs() < 1e-5, "{lbig} vs {worst}");
+        assert!(qbig.iter().filter(|&&q| q > 0.0).count() == 1, "{qbig:?}");
+        let (lmid, q) = at(1.0)?;
+        assert!(l0 < lmid && lmid < worst, "{l0} {lmid} {worst}");
+        for c in 0..4 {
+            let eps = 1.0 / counts[c].sqrt();
+            assert!(
+                (f64::from(q[c]) - counts[c] / total).abs() <= eps + 1e-6,
+                "{q:?}"
+            );
+        }
+        assert!((q.iter().sum::<f32>() - 1.0).abs() < 1e-5);
+        // the gradient is Σ Q*_c ∇ℓ̂_c: the loss is differentiable and finite
+        let x = logits.set_requires_grad(true);
+        let mut l = Loss::new(&LossConfig::BallDro { kappa: 1.0 }, &counts, Device::Cpu)?;
+        l.compute(&x, &labels, true)?.backward();
+        assert!(x.grad().abs().sum(Kind::Float).double_value(&[]) > 0.0);
+        Ok(())
+    }
+
+    proptest::proptest! {
+        /// The worst case is a distribution over the present classes within every radius, and
+        /// no feasible move of mass from a lower-loss to a higher-loss class is left undone.
+        #[test]
+        fn worst_case_in_ball_is_feasible_and_greedy(
+            counts in proptest::collection::vec(1.0f64..500.0, 2..12),
+            losses in proptest::collection::vec(0.0f64..5.0, 12),
+            mask in proptest::collection::vec(proptest::bool::ANY, 12),
+            kappa in 0.0f64..3.0,
+        ) {
+            let k = counts.len();
+            let present: Vec<f64> = (0..k).map(|c| if mask[c] || c == 0 { 1.0 } else { 0.0 }).collect();
+            let total: f64 = counts.iter().sum();
+            let prior: Vec<f64> = counts.iter().map(|n| n / total).collect();
+            let radius: Vec<f64> = counts.iter().map(|n| kappa / n.sqrt()).collect();
+            let q = worst_case_in_ball(&prior, &radius, &losses[..k], &present);
+            let z: f64 = (0..k).filter(|&c| present[c] > 0.0).map(|c| prior[c]).sum();
+            proptest::prop_assert!((q.iter().sum::<f64>() - 1.0).abs() < 1e-9);
+            for c in 0..k {
+                if present[c] == 0.0 {
+                    proptest::prop_assert_eq!(q[c], 0.0);
+                } else {
+                    let p = prior[c] / z;
+                    proptest::prop_assert!(q[c] >= -1e-12 && (q[c] - p).abs() <= radius[c] + 1e-9);
+                }
+            }
+            // greedy optimality: if a has a higher loss than b, a is at its upper bound or b at
+            // its lower bound
+            for a in 0..k {
+                for b in 0..k {
+                    if present[a] > 0.0 && present[b] > 0.0 && losses[a] > losses[b] {
+                        let (pa, pb) = (prior[a] / z, prior[b] / z);
+                        let a_full = q[a] >= (pa + radius[a]).min(1.0) - 1e-9;
+                        let b_empty = q[b] <= (pb - radius[b]).max(0.0) + 1e-9;
+                        proptest::prop_assert!(a_full || b_empty, "{a} {b} {q:?}");
+                    }
+                }
+            }
+        }
     }
 
     #[test]
@@ -445,6 +620,7 @@ mod tests {
                 "kappa",
             ),
             (LossConfig::KlDro { lambda: 0.0 }, "lambda"),
+            (LossConfig::BallDro { kappa: -0.5 }, "kappa"),
             (LossConfig::Reweighted { beta: 2.0 }, "beta"),
         ] {
             let e = Loss::new(&cfg, &[1.0], Device::Cpu)
