@@ -15,3 +15,4 @@ pub mod reasoning;
 pub mod run;
 pub mod scaling;
 pub mod table;
+pub mod transfer;

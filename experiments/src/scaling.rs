@@ -405,6 +405,7 @@ pub fn run(
                     &tag,
                     seed,
                     &opts,
+                    None,
                 )?;
                 let p = Neural {
                     model: net.as_ref(),

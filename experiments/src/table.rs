@@ -469,6 +469,7 @@ pub fn run_systems(
                 &tag,
                 seed,
                 opts,
+                None,
             )?;
             let p = Neural {
                 model: net.as_ref(),
@@ -513,7 +514,13 @@ pub fn run_systems(
     Ok(out)
 }
 
-/// Builds `model` for the task's data shape (initialised from `seed`) and trains it with
+/// Initialises a freshly built model's variables before training (e.g. from a pre-trained
+/// model); it runs again on resume, before the trainable variables are restored from the
+/// checkpoint, so frozen variables come back the same.
+pub type InitFn<'a> = dyn Fn(&VarStore) -> Result<()> + 'a;
+
+/// Builds `model` for the task's data shape (initialised from `seed`, then by `init` if given)
+/// and trains it with
 /// `loss` on `train` through [`behavior_train::fit`], checkpointing under
 /// `<run>/train/<tag>/` (resumed from there with `opts.resume`); validation (early stopping)
 /// reads `opts.valid_metrics` on the task's validation samples, where `"loss"` is the mean
@@ -529,10 +536,14 @@ pub fn train_neural(
     tag: &str,
     seed: u64,
     opts: &LoopOptions,
+    init: Option<&InitFn>,
 ) -> Result<(Box<dyn SequenceModel>, VarStore, TrainSummary)> {
     tch::manual_seed(seed as i64);
     let mut vs = VarStore::new(opts.device);
     let net = model.build(&vs.root(), &task.shape)?;
+    if let Some(init) = init {
+        init(&vs).with_context(|| format!("initialising {tag}"))?;
+    }
     let mut objective = Loss::new(loss, &task.counts, opts.device)?;
     let fit_opts = FitOptions::saved(run.path().join("train").join(tag), opts.resume, tag);
     let tcfg = TrainConfig {

@@ -47,4 +47,4 @@ pub use event::{Event, EventLog, EventLogBuilder};
 pub use split::{Split, SplitConfig, SplitMode};
 pub use stats::{AnchorTail, LongTailStats};
 pub use verbalise::{Prompt, TokenCounter, Verbaliser, VerbaliserConfig};
-pub use vocab::{Vocab, MASK, NUM_RESERVED, PAD, UNK};
+pub use vocab::{align_by_name, Alignment, Vocab, MASK, NUM_RESERVED, PAD, UNK};

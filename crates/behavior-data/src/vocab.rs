@@ -235,9 +235,76 @@ impl Vocab {
     }
 }
 
+/// The normal form two behaviour names are compared in by [`align_by_name`]: lower case, `&` read
+/// as `and`, every other non-alphanumeric character a space, runs of spaces collapsed
+/// (`"Food & Drink Shop"` → `"food and drink shop"`, `"Café"` stays `"café"`).
+pub fn normalise_name(name: &str) -> String {
+    let mut out = String::with_capacity(name.len());
+    for ch in name.to_lowercase().replace('&', " and ").chars() {
+        out.push(if ch.is_alphanumeric() { ch } else { ' ' });
+    }
+    out.split_whitespace().collect::<Vec<_>>().join(" ")
+}
+
+/// How a target vocabulary's classes map onto a source vocabulary's (for transfer).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alignment {
+    /// Per target class, the source class with the same normalised name, if any.
+    pub map: Vec<Option<usize>>,
+    /// Share of the target's classes that found a source class.
+    pub class_coverage: f64,
+}
+
+/// Aligns `target`'s classes with `source`'s by normalised name ([`normalise_name`]): exact
+/// matches only (no fuzzy or semantic matching), so the rule is auditable. Two source classes
+/// with the same normal form: the first (lower id) wins.
+pub fn align_by_name(source: &Vocab, target: &Vocab) -> Alignment {
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for c in (0..source.num_classes()).rev() {
+        index.insert(normalise_name(source.class_name(c as u32)), c);
+    }
+    let map: Vec<Option<usize>> = (0..target.num_classes())
+        .map(|c| {
+            index
+                .get(&normalise_name(target.class_name(c as u32)))
+                .copied()
+        })
+        .collect();
+    let hit = map.iter().filter(|m| m.is_some()).count();
+    Alignment {
+        class_coverage: hit as f64 / map.len().max(1) as f64,
+        map,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_align_after_normalisation_and_the_first_duplicate_wins() {
+        let mut src = Vocab::new();
+        for n in ["Coffee Shop", "Food & Drink Shop", "Bar", "bar", "Café"] {
+            src.insert(n, None);
+        }
+        let mut dst = Vocab::new();
+        for n in [
+            "BAR",
+            "Food and Drink  Shop",
+            "Museum",
+            "coffee-shop",
+            "Café",
+        ] {
+            dst.insert(n, None);
+        }
+        let a = align_by_name(&src, &dst);
+        assert_eq!(a.map, vec![Some(2), Some(1), None, Some(0), Some(4)]);
+        assert!((a.class_coverage - 0.8).abs() < 1e-12);
+        assert_eq!(
+            normalise_name("  Food & Drink Shop "),
+            "food and drink shop"
+        );
+    }
 
     #[test]
     fn reserved_ids_and_classes() {

@@ -458,6 +458,110 @@ impl SequenceModel for BehaveGpt {
     }
 }
 
+/// What [`transfer_weights`] did, by variable name.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct TransferReport {
+    /// Copied whole (same name and shape).
+    pub copied: Vec<String>,
+    /// Behaviour-indexed tables copied row by row through the class map.
+    pub mapped: Vec<String>,
+    /// Copied in part (the last rows of a position table with a different length).
+    pub truncated: Vec<String>,
+    /// Left at their initialisation (absent in the source or of another shape).
+    pub kept: Vec<String>,
+    /// Target classes whose rows came from a source class.
+    pub classes_mapped: usize,
+    /// Target classes left at their initialisation (new behaviours).
+    pub classes_new: usize,
+}
+
+/// Initialises a BehaveGPT's variables `dst` from a trained one's `src` whose behaviour
+/// vocabulary may differ (new behaviours, another domain). `class_map[c]` is the source class of
+/// target class `c` (`None` = a new behaviour, left at its initialisation); `input_offset`
+/// reserved input rows (PAD, MASK, UNK) are copied as they are. Per variable (names as
+/// [`BehaveGpt::new`] makes them, under any common prefix):
+///
+/// - the behaviour input table (`…emb.behaviour.weight`, `[K + offset, d]`) and the output layer
+///   (`…head.out.weight` `[K, h]`, `…head.out.bias` `[K]`): row by row through `class_map`;
+/// - the position table (`…emb.pos.weight`): its last `min(L_src, L_dst)` rows (positions are
+///   right-aligned, so the last event keeps its row);
+/// - every other variable of the same name and shape: copied (the decoder blocks, the stream
+///   projection, the head's hidden layer, weekday and slot tables);
+/// - anything else (e.g. a location table of another vocabulary): left as initialised.
+///
+/// Errors when `class_map` does not have one entry per target class or points outside the
+/// source's classes, or when the two models do not share a width.
+pub fn transfer_weights(
+    src: &nn::VarStore,
+    dst: &nn::VarStore,
+    class_map: &[Option<usize>],
+    input_offset: i64,
+) -> Result<TransferReport> {
+    let s = src.variables();
+    let mut report = TransferReport::default();
+    let mut names: Vec<(String, Tensor)> = dst.variables().into_iter().collect();
+    names.sort_by(|a, b| a.0.cmp(&b.0));
+    let k_dst = class_map.len() as i64;
+    tch::no_grad(|| -> Result<()> {
+        for (name, var) in &names {
+            let Some(from) = s.get(name) else {
+                report.kept.push(name.clone());
+                continue;
+            };
+            let (fs, ts) = (from.size(), var.size());
+            let behaviour_rows = name.ends_with("emb.behaviour.weight");
+            let output_rows = name.ends_with("head.out.weight") || name.ends_with("head.out.bias");
+            if behaviour_rows || output_rows {
+                let offset = if behaviour_rows { input_offset } else { 0 };
+                if ts[0] != k_dst + offset || fs.get(1..) != ts.get(1..) {
+                    return Err(Error::Config(format!(
+                        "transfer: {name} is {ts:?} in the target and {fs:?} in the source; the class map has {k_dst} classes (+{offset} reserved rows) and widths must match"
+                    )));
+                }
+                let k_src = fs[0] - offset;
+                let dst_var = var.shallow_clone();
+                for r in 0..offset {
+                    dst_var.get(r).f_copy_(&from.get(r))?;
+                }
+                for (c, m) in class_map.iter().enumerate() {
+                    if let Some(m) = *m {
+                        if m as i64 >= k_src {
+                            return Err(Error::Config(format!(
+                                "transfer: class_map[{c}] = {m}, but the source has {k_src} classes"
+                            )));
+                        }
+                        dst_var
+                            .get(offset + c as i64)
+                            .f_copy_(&from.get(offset + m as i64))?;
+                    }
+                }
+                report.mapped.push(name.clone());
+            } else if fs == ts {
+                var.shallow_clone().f_copy_(from)?;
+                report.copied.push(name.clone());
+            } else if name.ends_with("emb.pos.weight") && fs.get(1..) == ts.get(1..) {
+                // positions are right-aligned (the last event gets the last row)
+                let n = fs[0].min(ts[0]);
+                var.f_narrow(0, ts[0] - n, n)?
+                    .f_copy_(&from.f_narrow(0, fs[0] - n, n)?)?;
+                report.truncated.push(name.clone());
+            } else {
+                report.kept.push(name.clone());
+            }
+        }
+        Ok(())
+    })?;
+    if report.mapped.is_empty() {
+        return Err(Error::Config(
+            "transfer: no behaviour table or output layer found in the target (is it a BehaveGPT?)"
+                .into(),
+        ));
+    }
+    report.classes_mapped = class_map.iter().filter(|m| m.is_some()).count();
+    report.classes_new = class_map.len() - report.classes_mapped;
+    Ok(report)
+}
+
 /// Masked-event modelling with a tied read-out: the reconstruction logits of position `i` are
 /// its final hidden state (after the head's layer norm) times the behaviour input table,
 /// `LN(h_i) · E_bᵀ`, so the auxiliary task adds no parameters (as BERT's tied MLM decoder).
@@ -565,6 +669,59 @@ mod tests {
             assert_eq!(cfg.forward_flops_per_token(16), f as f64);
             assert_eq!(cfg.train_flops_per_token(16), 3.0 * f as f64);
         }
+        Ok(())
+    }
+
+    /// A model initialised from another through a class map computes the same logits for the
+    /// mapped classes on inputs that only use mapped behaviours; new rows stay at their init.
+    #[test]
+    fn transferred_weights_reproduce_the_source_on_mapped_classes() -> Result<()> {
+        let off = 3;
+        let src_cfg = BehaveGptConfig {
+            input_offset: off,
+            dropout: 0.0,
+            ..BehaveGptConfig::smoke(5, 4, 24)
+        };
+        let dst_cfg = BehaveGptConfig {
+            n_behaviours: 7,
+            max_len: 32,
+            ..src_cfg.clone()
+        };
+        tch::manual_seed(3);
+        let svs = nn::VarStore::new(Device::Cpu);
+        let src = BehaveGpt::new(&(svs.root() / "behavegpt"), &src_cfg)?;
+        let dvs = nn::VarStore::new(Device::Cpu);
+        let dst = BehaveGpt::new(&(dvs.root() / "behavegpt"), &dst_cfg)?;
+        let before = dvs.variables()["behavegpt.head.out.weight"].copy();
+        // target class c comes from source class map[c]
+        let map = [Some(0), Some(1), None, Some(4), Some(2), None, Some(3)];
+        let r = transfer_weights(&svs, &dvs, &map, off)?;
+        assert_eq!((r.classes_mapped, r.classes_new), (5, 2));
+        assert_eq!(r.truncated, vec!["behavegpt.emb.pos.weight".to_string()]);
+        assert!(r.kept.is_empty(), "{r:?}");
+        let after = dvs.variables()["behavegpt.head.out.weight"].copy();
+        assert!(after.get(2).equal(&before.get(2)) && after.get(5).equal(&before.get(5)));
+        // inputs: behaviours of source classes 0, 1, 4, 2 = target classes 0, 1, 3, 4
+        let mut b = batch(2, 6, &src_cfg);
+        let src_ids = Tensor::from_slice(&[0i64, 1, 4, 2, 0, 4, 1, 2, 2, 4, 0, 1]).view([2, 6]);
+        let inv = Tensor::from_slice(&[0i64, 1, 4, 6, 3]); // source class → target class
+        b.behaviour = &src_ids + off;
+        let ys = src.logits(&b, false)?;
+        let mut bt = b.shallow_clone();
+        bt.behaviour = inv.index_select(0, &src_ids.view([-1])).view([2, 6]) + off;
+        let yt = dst.logits(&bt, false)?;
+        for (c, m) in map.iter().enumerate() {
+            if let Some(m) = *m {
+                let d = (yt.select(2, c as i64) - ys.select(2, m as i64))
+                    .abs()
+                    .max();
+                assert!(d.double_value(&[]) < 1e-5, "class {c}");
+            }
+        }
+        // a bad map is an error naming it
+        let e = transfer_weights(&svs, &dvs, &[Some(9); 7], off).unwrap_err();
+        assert!(e.to_string().contains("class_map[0]"), "{e}");
+        assert!(transfer_weights(&svs, &dvs, &[None; 3], off).is_err());
         Ok(())
     }
 
