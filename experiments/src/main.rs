@@ -170,6 +170,24 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
+    /// BehaveGPT new-behaviour adaptation (issue #15 §3): hold out mid-frequency and tail
+    /// behaviours from pre-training (UNK in histories, never targets), pre-train with CE and
+    /// group DRO, then add their rows and adapt with k ∈ `shots` examples each plus `replay`
+    /// windows of old data — full fine-tuning vs frozen backbone (embeddings + head) vs from
+    /// scratch; recall on the new behaviours and the change on the old ones. Data, model and
+    /// pre-training come from the nested `behavegpt` config. Writes table.md, rows.json,
+    /// held_out.json.
+    NewBehaviour {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Data set (overrides `behavegpt.dataset`): `simulator`, `sim-habits`, `foursquare`,
+        /// `llmob-tokyo`, ….
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Reuse every training already finished in the run folder (same `--run-id`).
+        #[arg(long)]
+        resume: bool,
+    },
     /// Single-prediction CPU latency and peak memory of one saved PITuning model folder
     /// (`config.json` + `model.safetensors`), loaded alone in this process: what the `pituning`
     /// device table runs once per model. Prints a JSON report.
@@ -298,6 +316,15 @@ fn main() -> Result<()> {
             for l in &out.claims {
                 println!("{l}");
             }
+            println!("results: {}", out.dir.display());
+        }
+        Cmd::NewBehaviour {
+            common,
+            dataset,
+            resume,
+        } => {
+            let device = setup(&common)?;
+            let out = experiments::new_behaviour::run(&common, device, dataset.as_deref(), resume)?;
             println!("results: {}", out.dir.display());
         }
         Cmd::Scaling {
