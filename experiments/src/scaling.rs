@@ -106,10 +106,13 @@ impl ScalingExpConfig {
             warmup_steps: 20,
             log_every: 50,
             keep_last: 1,
+            // No early stop within a point's budget (patience = the validations of a run): on
+            // Foursquare, patience 3 stopped points on the unigram plateau before they learnt
+            // anything; the best validation checkpoint is restored instead.
             early_stop: Some(EarlyStop {
                 metric: "loss".into(),
                 mode: Mode::Min,
-                patience: 3,
+                patience: 10,
             }),
             restore_best: true,
             ..TrainConfig::default()
@@ -383,6 +386,10 @@ pub fn run(
                 eval_every: (steps / cfg.evals_per_run).max(1),
                 ..cfg.train.clone()
             };
+            ensure!(
+                tcfg.early_stop.as_ref().is_none_or(|e| e.metric == "loss"),
+                "train.early_stop.metric must be \"loss\" (the held-out loss is what scales)"
+            );
             let opts = LoopOptions {
                 train: &tcfg,
                 seeds: vec![],
@@ -658,11 +665,12 @@ pub fn summarise(
             let big = j.fit.predict(gpu_n as f64, d_max);
             let floor = j.fit.e + j.fit.b * d_max.powf(-b);
             out.push(format!(
-                "Implication for the gpu preset: at this data size (D = {d_max:.0} events) going from N = {largest} to the gpu preset's N = {gpu_n} is predicted to move the test loss {now:.3} → {big:.3} nats; the data-limited floor E + B/D^β is {floor:.3}, so {}.",
-                if now - floor < 0.02 {
-                    "more parameters alone buy almost nothing here — more data must come with them"
+                "Implication for the gpu preset: at this data size (D = {d_max:.0} events) going from N = {largest} to the gpu preset's N = {gpu_n} is predicted to move the test loss {now:.3} → {big:.3} nats ({:+.3}); the data-limited floor E + B/D^β is {floor:.3}, so {}.",
+                big - now,
+                if now - big < 0.05 {
+                    "more parameters alone buy little here (< 0.05 nats) — more data must come with them"
                 } else {
-                    "larger models still have room at this data size"
+                    "larger models should pay off at this data size"
                 }
             ));
         }
