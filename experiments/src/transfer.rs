@@ -397,8 +397,8 @@ pub fn run(common: &CommonArgs, device: Device, resume: bool) -> Result<Outcome>
         };
         tracing::info!(
             "{label}: {:.1} % of target classes ({:.1} % of training events) aligned by name",
-            100.0 * pa.class_coverage,
-            100.0 * pa.event_coverage
+            100.0 * pa.class_coverage + 0.0,
+            100.0 * pa.event_coverage + 0.0
         );
         alignments.push(pa);
         let n = tgt_task.train.host.n;
@@ -632,8 +632,8 @@ fn render(
             "| {} | {} | {:.1} % | {:.1} % | {} |",
             a.pair,
             a.target_classes,
-            100.0 * a.class_coverage,
-            100.0 * a.event_coverage,
+            100.0 * a.class_coverage + 0.0, // + 0.0: no "-0.0"
+            100.0 * a.event_coverage + 0.0,
             a.unmatched_examples.join(", ")
         );
     }

@@ -235,12 +235,25 @@ impl Vocab {
     }
 }
 
-/// The normal form two behaviour names are compared in by [`align_by_name`]: lower case, `&` read
-/// as `and`, every other non-alphanumeric character a space, runs of spaces collapsed
-/// (`"Food & Drink Shop"` → `"food and drink shop"`, `"Café"` stays `"café"`).
+/// The normal form two behaviour names are compared in by [`align_by_name`]: lower case, common
+/// Latin accents folded (`é` → `e`, `ü` → `u`, `ç` → `c`, `ñ` → `n`, …), `&` read as `and`, every
+/// other non-alphanumeric character a space, runs of spaces collapsed (`"Food & Drink Shop"` →
+/// `"food and drink shop"`, `"Café"` → `"cafe"`).
 pub fn normalise_name(name: &str) -> String {
+    let fold = |c: char| -> char {
+        match c {
+            'à' | 'á' | 'â' | 'ã' | 'ä' | 'å' => 'a',
+            'è' | 'é' | 'ê' | 'ë' => 'e',
+            'ì' | 'í' | 'î' | 'ï' => 'i',
+            'ò' | 'ó' | 'ô' | 'õ' | 'ö' => 'o',
+            'ù' | 'ú' | 'û' | 'ü' => 'u',
+            'ç' => 'c',
+            'ñ' => 'n',
+            other => other,
+        }
+    };
     let mut out = String::with_capacity(name.len());
-    for ch in name.to_lowercase().replace('&', " and ").chars() {
+    for ch in name.to_lowercase().replace('&', " and ").chars().map(fold) {
         out.push(if ch.is_alphanumeric() { ch } else { ' ' });
     }
     out.split_whitespace().collect::<Vec<_>>().join(" ")
@@ -293,13 +306,14 @@ mod tests {
             "Food and Drink  Shop",
             "Museum",
             "coffee-shop",
-            "Café",
+            "Cafe",
         ] {
             dst.insert(n, None);
         }
         let a = align_by_name(&src, &dst);
         assert_eq!(a.map, vec![Some(2), Some(1), None, Some(0), Some(4)]);
         assert!((a.class_coverage - 0.8).abs() < 1e-12);
+        assert_eq!(normalise_name("Café Noël"), "cafe noel");
         assert_eq!(
             normalise_name("  Food & Drink Shop "),
             "food and drink shop"
