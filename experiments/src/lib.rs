@@ -10,6 +10,7 @@ pub mod config;
 pub mod datasets;
 pub mod doctor;
 pub mod dro;
+pub mod generate;
 pub mod new_behaviour;
 pub mod pituning;
 pub mod reasoning;

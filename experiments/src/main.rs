@@ -188,6 +188,23 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
+    /// BehaveGPT long-term generation, mode A (issue #15 §2): each test user's next day and
+    /// next week rolled out behaviour by behaviour along the real future's times and places, by
+    /// Markov-1 sampling, the user's frequencies, SASRec and BehaveGPT (CE, group DRO); JSD /
+    /// TVD of behaviour histograms (population and per user), JSD of slot × behaviour and of
+    /// transitions, BLEU-4, distinct-1/2, tail share; tail share against temperature and
+    /// hour-of-day profiles plotted. Mode B (generated times and places) is not built.
+    Generate {
+        #[command(flatten)]
+        common: CommonArgs,
+        /// Data set (overrides `behavegpt.dataset`): `simulator`, `sim-habits`, `foursquare`,
+        /// `llmob-tokyo`, ….
+        #[arg(long)]
+        dataset: Option<String>,
+        /// Reuse every training already finished in the run folder (same `--run-id`).
+        #[arg(long)]
+        resume: bool,
+    },
     /// Single-prediction CPU latency and peak memory of one saved PITuning model folder
     /// (`config.json` + `model.safetensors`), loaded alone in this process: what the `pituning`
     /// device table runs once per model. Prints a JSON report.
@@ -325,6 +342,15 @@ fn main() -> Result<()> {
         } => {
             let device = setup(&common)?;
             let out = experiments::new_behaviour::run(&common, device, dataset.as_deref(), resume)?;
+            println!("results: {}", out.dir.display());
+        }
+        Cmd::Generate {
+            common,
+            dataset,
+            resume,
+        } => {
+            let device = setup(&common)?;
+            let out = experiments::generate::run(&common, device, dataset.as_deref(), resume)?;
             println!("results: {}", out.dir.display());
         }
         Cmd::Scaling {

@@ -109,6 +109,34 @@ pub fn histogram(seq: &[u32], n_classes: usize) -> Result<Vec<f64>> {
     Ok(h)
 }
 
+/// Distinct-n (Li et al. 2016): distinct n-grams over all n-grams of all sequences (pooled), in
+/// `[0, 1]`; 0 when no sequence is `n` long. `n ≥ 1`.
+///
+/// ```
+/// use behavior_eval::generation::distinct_n;
+/// // bigrams: (1,2) (2,1) (1,2) | (3,3): 3 distinct of 4
+/// assert_eq!(distinct_n(&[vec![1, 2, 1, 2], vec![3, 3]], 2)?, 0.75);
+/// # Ok::<(), behavior_eval::Error>(())
+/// ```
+pub fn distinct_n<S: AsRef<[u32]>>(seqs: &[S], n: usize) -> Result<f64> {
+    if n == 0 {
+        return Err(Error::InvalidArgument("distinct_n: n must be >= 1".into()));
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0usize;
+    for s in seqs {
+        for g in s.as_ref().windows(n) {
+            total += 1;
+            seen.insert(g.to_vec());
+        }
+    }
+    Ok(if total == 0 {
+        0.0
+    } else {
+        seen.len() as f64 / total as f64
+    })
+}
+
 /// How [`corpus_bleu`] treats an n-gram order with no match.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub enum BleuSmoothing {

@@ -14,6 +14,7 @@ pub mod llm;
 pub mod pituning;
 pub mod predictor;
 pub mod reasoning;
+pub mod rollout;
 pub mod sasrec;
 pub mod zoo;
 

@@ -130,6 +130,26 @@ impl CandidateTrie {
 /// temperature-scaled, top-p-truncated distribution with our own seeded generator (libtorch's
 /// global generator is shared by every thread of the process).
 fn pick(logits: &Tensor, cfg: &GenerationConfig, rng: &mut ChaCha8Rng) -> Result<Vec<i64>> {
+    sample_rows(logits, cfg.temperature, cfg.top_p, rng)
+}
+
+/// One draw per row of `[R, V]` logits at `temperature` (0 = argmax) with nucleus truncation at
+/// `top_p` (1 = none), from `rng` (the sampler every generator of the workspace shares: LLM
+/// tokens and behaviour roll-outs).
+///
+/// # Shapes
+/// `logits: [R, V]` → `R` indices.
+pub fn sample_rows(
+    logits: &Tensor,
+    temperature: f64,
+    top_p: f64,
+    rng: &mut ChaCha8Rng,
+) -> Result<Vec<i64>> {
+    let cfg = GenerationConfig {
+        temperature,
+        top_p,
+        ..GenerationConfig::default()
+    };
     if cfg.temperature == 0.0 {
         return Ok(Vec::<i64>::try_from(
             logits.f_argmax(-1, false)?.f_to_device(tch::Device::Cpu)?,

@@ -41,7 +41,9 @@ mod tokenizer;
 mod weights;
 
 pub use config::{LlamaConfig, RopeScaling, TokenIds};
-pub use generate::{generate, generate_scored, CandidateTrie, GenerationConfig, Sample};
+pub use generate::{
+    generate, generate_scored, sample_rows, CandidateTrie, GenerationConfig, Sample,
+};
 pub use gguf::{import_gguf, ImportSummary};
 pub use lora::{load_adapter, read_adapter_config, save_adapter, Lora, LoraConfig, LORA_MODULES};
 pub use model::{
