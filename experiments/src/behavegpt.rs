@@ -364,6 +364,32 @@ pub fn load_registered(
     Ok(ds)
 }
 
+/// The configured data set, its split and the task its windows cut — what every experiment on
+/// a [`BehaveGptExpConfig`] starts from (`ks`: the evaluator's cut-offs).
+pub(crate) fn open_task(
+    cfg: &BehaveGptExpConfig,
+    seed: u64,
+    device: Device,
+    ks: Vec<usize>,
+) -> Result<(Dataset, Split, Task)> {
+    let ds = load_dataset(cfg)?;
+    let split = Split::of_dataset(&ds, &SplitConfig::default())?;
+    tracing::info!("{}: {}", ds.name, ds.summary());
+    let task = Task::new(&ds, &split, &cfg.windows(), EvalConfig { ks }, seed, device)?;
+    Ok((ds, split, task))
+}
+
+/// The table of `out`'s rows over [`COLUMNS`] (mean ± std over seeds), shown with the papers'
+/// column names.
+pub(crate) fn table_report(title: String, out: &Outcomes) -> Result<Report> {
+    let mut report = Report::new(title, COLUMNS.iter().map(|c| c.1));
+    for name in &out.order {
+        report.add_evaluations(name.as_str(), &out.evals[name])?;
+    }
+    report.metrics = COLUMNS.iter().map(|c| c.0.to_owned()).collect();
+    Ok(report)
+}
+
 /// Why a data set without event order is refused.
 fn unordered(name: &str) -> String {
     format!(
@@ -402,19 +428,7 @@ pub fn run(
         "dataset",
         dataset,
     )?;
-    let ds = load_dataset(&cfg)?;
-    let split = Split::of_dataset(&ds, &SplitConfig::default())?;
-    tracing::info!("{}: {}", ds.name, ds.summary());
-    let task = Task::new(
-        &ds,
-        &split,
-        &cfg.windows(),
-        EvalConfig {
-            ks: vec![1, 3, 5, 10],
-        },
-        common.seed,
-        device,
-    )?;
+    let (ds, split, task) = open_task(&cfg, common.seed, device, vec![1, 3, 5, 10])?;
     tracing::info!(
         "{}: {} anchor classes of {} ({:.1} % of training targets)",
         ds.name,
@@ -443,12 +457,7 @@ pub fn run(
         "BehaveGPT next-behaviour prediction on {} ({} classes, {} seeds)",
         ds.name, task.k, cfg.seeds
     );
-    let mut report = Report::new(title, COLUMNS.iter().map(|c| c.1));
-    for name in &out.order {
-        report.add_evaluations(name.as_str(), &out.evals[name])?;
-    }
-    // Show the papers' column names (the lookups above used behavior-eval's keys).
-    report.metrics = COLUMNS.iter().map(|c| c.0.to_owned()).collect();
+    let mut report = table_report(title, &out)?;
     let (lines, verdict, assessments) = claim(&out, &task, &ds.name, common.preset)?;
     run.write("claim.json", &serde_json::to_vec_pretty(&assessments)?)?;
     report.add_note(format!(

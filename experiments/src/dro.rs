@@ -15,9 +15,8 @@
 //! Rows of stage 2 whose setting and seed were trained in stage 1 reuse that training.
 
 use anyhow::{ensure, Result};
-use behavior_data::{Split, SplitConfig};
 use behavior_eval::plot::{self, Series};
-use behavior_eval::{EvalConfig, Report};
+use behavior_eval::Report;
 use behavior_models::zoo::ModelSpec;
 use behavior_train::LossConfig;
 use serde::{Deserialize, Serialize};
@@ -26,7 +25,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use tch::Device;
 
-use crate::behavegpt::{claim, load_dataset, BehaveGptExpConfig, COLUMNS};
+use crate::behavegpt::{claim, open_task, table_report, BehaveGptExpConfig, COLUMNS};
 use crate::cli::{CommonArgs, Preset};
 use crate::config::ExperimentConfig;
 use crate::table::{run_systems, write_outputs, LoopOptions, Role, System, SystemKind};
@@ -223,19 +222,7 @@ pub fn run(
         dataset,
     )?;
     let b = &cfg.behavegpt;
-    let ds = load_dataset(b)?;
-    let split = Split::of_dataset(&ds, &SplitConfig::default())?;
-    tracing::info!("{}: {}", ds.name, ds.summary());
-    let task = crate::table::Task::new(
-        &ds,
-        &split,
-        &b.windows(),
-        EvalConfig {
-            ks: vec![1, 3, 5, 10],
-        },
-        common.seed,
-        device,
-    )?;
+    let (ds, _split, task) = open_task(b, common.seed, device, vec![1, 3, 5, 10])?;
     let bgpt = ModelSpec::Behavegpt(b.behavegpt.clone());
     let settings = cfg.settings();
 
@@ -370,11 +357,7 @@ pub fn run(
         "BehaveGPT with validation-chosen robust objectives on {} ({} classes, {} seeds)",
         ds.name, task.k, b.seeds
     );
-    let mut report = Report::new(title, COLUMNS.iter().map(|c| c.1));
-    for name in &out.order {
-        report.add_evaluations(name.as_str(), &out.evals[name])?;
-    }
-    report.metrics = COLUMNS.iter().map(|c| c.0.to_owned()).collect();
+    let mut report = table_report(title, &out)?;
     let (lines, verdict, assessments) = claim(&out, &task, &ds.name, common.preset)?;
     run.write("claim.json", &serde_json::to_vec_pretty(&assessments)?)?;
     report.add_note(format!(

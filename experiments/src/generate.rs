@@ -16,12 +16,10 @@
 use anyhow::{ensure, Result};
 use behavior_data::samples::sequence_batch;
 use behavior_data::vocab::token_to_class;
-use behavior_data::{Split, SplitConfig};
 use behavior_eval::generation::{
     corpus_bleu, distinct_n, histogram, jensen_shannon, total_variation, BleuConfig,
 };
 use behavior_eval::plot::{self, Series};
-use behavior_eval::EvalConfig;
 use behavior_models::baselines::{Markov, UserMostFrequent};
 use behavior_models::predictor::Neural;
 use behavior_models::rollout::{rollout, FutureEvent, RolloutConfig};
@@ -34,10 +32,10 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use tch::Device;
 
-use crate::behavegpt::{load_dataset, BehaveGptExpConfig};
+use crate::behavegpt::{open_task, BehaveGptExpConfig};
 use crate::cli::{CommonArgs, Preset};
 use crate::config::ExperimentConfig;
-use crate::table::{train_neural, LoopOptions, Task};
+use crate::table::{train_neural, LoopOptions};
 
 /// The experiment's config (the preset's values, then `--config`, then `--set`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -229,17 +227,7 @@ pub fn run(
         dataset,
     )?;
     let b = &cfg.behavegpt;
-    let ds = load_dataset(b)?;
-    let split = Split::of_dataset(&ds, &SplitConfig::default())?;
-    tracing::info!("{}: {}", ds.name, ds.summary());
-    let task = Task::new(
-        &ds,
-        &split,
-        &b.windows(),
-        EvalConfig { ks: vec![1, 5] },
-        common.seed,
-        device,
-    )?;
+    let (ds, split, task) = open_task(b, common.seed, device, vec![1, 5])?;
     let k = task.k;
     let n_slots = usize::from(ds.num_slots);
     let is_tail: Vec<bool> = task.is_anchor.iter().map(|a| !a).collect();

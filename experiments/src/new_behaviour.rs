@@ -18,8 +18,7 @@
 
 use anyhow::{ensure, Result};
 use behavior_data::samples::SequenceBatch;
-use behavior_data::{Split, SplitConfig, NUM_RESERVED, UNK};
-use behavior_eval::EvalConfig;
+use behavior_data::{NUM_RESERVED, UNK};
 use behavior_models::behavegpt::transfer_weights;
 use behavior_models::predictor::Neural;
 use behavior_models::zoo::ModelSpec;
@@ -33,7 +32,7 @@ use std::path::PathBuf;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use crate::behavegpt::{load_dataset, BehaveGptExpConfig};
+use crate::behavegpt::{open_task, BehaveGptExpConfig};
 use crate::cli::{CommonArgs, Preset};
 use crate::config::ExperimentConfig;
 use crate::table::{train_neural, LoopOptions, Part, Task};
@@ -307,17 +306,7 @@ pub fn run(
         dataset,
     )?;
     let b = &cfg.behavegpt;
-    let ds = load_dataset(b)?;
-    let split = Split::of_dataset(&ds, &SplitConfig::default())?;
-    tracing::info!("{}: {}", ds.name, ds.summary());
-    let task = Task::new(
-        &ds,
-        &split,
-        &b.windows(),
-        EvalConfig { ks: vec![1, 5] },
-        common.seed,
-        device,
-    )?;
+    let (ds, _split, task) = open_task(b, common.seed, device, vec![1, 5])?;
     let held_ids = choose_held_out(&task, &cfg, common.seed)?;
     let mut held = vec![false; task.k];
     for &c in &held_ids {
