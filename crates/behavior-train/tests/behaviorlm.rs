@@ -15,6 +15,9 @@ use behavior_train::behaviorlm::{anchor_weight, exact_difficulty, pack_targets, 
 use behavior_train::{fit, FitOptions, PackedSftData, Sft, TrainConfig};
 use tch::{Device, Kind, Tensor};
 
+mod common;
+use common::lock;
+
 fn tiny(lora: bool) -> Llm {
     tch::manual_seed(1);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -57,7 +60,7 @@ fn logprob(model: &LlamaForCausalLM, ids: &[i64], range: std::ops::Range<usize>)
 #[test]
 fn packed_targets_train_only_the_selected_events_and_span_nll_is_their_mean_nll(
 ) -> anyhow::Result<()> {
-    tch::set_num_threads(1);
+    let _g = lock();
     let llm = tiny(false);
     let ds = sim();
     let v = Verbaliser::new(&ds, VerbaliserConfig::default())?;
@@ -102,7 +105,7 @@ fn packed_targets_train_only_the_selected_events_and_span_nll_is_their_mean_nll(
 
 #[test]
 fn exact_difficulty_is_one_minus_the_candidate_softmax() -> anyhow::Result<()> {
-    tch::set_num_threads(1);
+    let _g = lock();
     let llm = tiny(false);
     let ds = sim();
     let v = Verbaliser::new(&ds, VerbaliserConfig::default())?;
@@ -141,7 +144,7 @@ fn exact_difficulty_is_one_minus_the_candidate_softmax() -> anyhow::Result<()> {
 
 #[test]
 fn an_anchor_only_stage_trains_the_adapter_on_anchor_targets_through_fit() -> anyhow::Result<()> {
-    tch::set_num_threads(1);
+    let _g = lock();
     let mut llm = tiny(true);
     let ds = sim();
     let split = Split::of_dataset(&ds, &SplitConfig::default())?;
@@ -203,7 +206,7 @@ fn an_anchor_only_stage_trains_the_adapter_on_anchor_targets_through_fit() -> an
 fn auxiliary_conversations_are_generated_once_and_cached_per_model_and_settings(
 ) -> anyhow::Result<()> {
     use behavior_train::behaviorlm::{aux_conversations, aux_example, AuxConfig};
-    tch::set_num_threads(1);
+    let _g = lock();
     let llm = tiny(false);
     let tok = llm.tokenizer.as_ref().expect("tokenizer");
     let tmp = tempfile::tempdir()?;
@@ -248,7 +251,7 @@ fn mixed_sft_equals_packed_sft_and_logs_both_parts() -> anyhow::Result<()> {
     use behavior_models::llm::{collate_packed, sft_loss_weighted};
     use behavior_train::behaviorlm::{aux_example, AuxConversation, MixedSft, MixedSftData};
     use behavior_train::{Batches, Objective};
-    tch::set_num_threads(1);
+    let _g = lock();
     let llm = tiny(false);
     let ds = sim();
     let v = Verbaliser::new(&ds, VerbaliserConfig::default())?;

@@ -20,15 +20,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 mod common;
-use common::{data, model_cfg, no_eval};
-
-static GLOBAL_TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    let g = GLOBAL_TORCH.lock().unwrap_or_else(|e| e.into_inner());
-    tch::set_num_threads(1);
-    g
-}
+use common::{data, lock, model_cfg, no_eval};
 
 fn tiny_llama_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

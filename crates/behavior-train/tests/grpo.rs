@@ -15,6 +15,9 @@ use behavior_train::{fit, FitOptions, TrainConfig};
 use proptest::prelude::*;
 use tch::{Device, Kind, Tensor};
 
+mod common;
+use common::lock;
+
 fn tiny(seed: i64) -> Llm {
     tch::manual_seed(seed);
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -95,7 +98,7 @@ fn completions() -> Vec<Vec<i64>> {
 
 #[test]
 fn completion_logprobs_match_full_forwards_in_value_and_gradient() -> anyhow::Result<()> {
-    tch::set_num_threads(1);
+    let _g = lock();
     let llm = tiny(1);
     perturb(&llm);
     let comps = completions();
@@ -148,7 +151,7 @@ fn completion_logprobs_match_full_forwards_in_value_and_gradient() -> anyhow::Re
 
 #[test]
 fn group_loss_and_its_gradient_match_a_brute_force_computation() -> anyhow::Result<()> {
-    tch::set_num_threads(1);
+    let _g = lock();
     let policy = tiny(2);
     perturb(&policy);
     let reference = tiny(2); // LoRA B = 0: the base model, a different policy
@@ -292,7 +295,7 @@ fn p_label(
 
 #[test]
 fn a_reward_for_one_label_raises_its_probability() -> anyhow::Result<()> {
-    tch::set_num_threads(1);
+    let _g = lock();
     let mut policy = tiny(4);
     let reference = tiny(4);
     let (answers, data) = toy();
@@ -330,7 +333,7 @@ fn a_reward_for_one_label_raises_its_probability() -> anyhow::Result<()> {
 
 #[test]
 fn an_interrupted_grpo_run_resumes_to_the_same_weights() -> anyhow::Result<()> {
-    tch::set_num_threads(1);
+    let _g = lock();
     let (answers, data) = toy();
     let tmp = tempfile::tempdir()?;
     let cfg = GrpoConfig {
@@ -393,6 +396,7 @@ fn an_interrupted_grpo_run_resumes_to_the_same_weights() -> anyhow::Result<()> {
 
 #[test]
 fn reward_weights_and_advantages() {
+    let _g = lock();
     let w = balanced_reward_weights(&[0, 0, 0, 1], 3, 1.0).unwrap();
     // f^-1 = [1/3, 1, 1 (absent → rarest present)], mean over targets = (3·1/3 + 1)/4 = 0.5
     assert!(

@@ -25,6 +25,9 @@ const K_EVENTS: u32 = 6;
 
 /// Users 0..4, 40 events each: event `e` cycles through 0..6 and its intent is `e % 3`, except
 /// user 3, whose intent is always 2 (a user the population model is biased against).
+mod common;
+use common::lock;
+
 fn log() -> behavior_data::EventLog {
     let mut b = EventLogBuilder::new();
     for u in 0..4u32 {
@@ -119,6 +122,7 @@ fn quiet() -> FitOptions {
 
 #[test]
 fn tuning_selects_the_top_blocks_lora_or_everything() -> anyhow::Result<()> {
+    let _g = lock();
     let llama = LlamaConfig::tiny(); // 2 layers
     let vs = VarStore::new(Device::Cpu);
     let m = IntentModel::new(
@@ -160,6 +164,7 @@ fn tuning_selects_the_top_blocks_lora_or_everything() -> anyhow::Result<()> {
 
 #[test]
 fn population_stage_learns_the_intents_with_a_frozen_lower_backbone() -> anyhow::Result<()> {
+    let _g = lock();
     tch::manual_seed(0);
     let log = log();
     let targets: Vec<u32> = (0..log.len() as u32).filter(|t| t % 40 >= 8).collect();
@@ -219,6 +224,7 @@ fn m_layer0(vs: &VarStore) -> tch::Tensor {
 
 #[test]
 fn personalise_adapts_each_user_and_reports_forget_sets() -> anyhow::Result<()> {
+    let _g = lock();
     tch::manual_seed(1);
     let log = log();
     // Population teacher ≈ student here: train the student on users 0..3 (intent = event % 3).

@@ -12,17 +12,7 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 mod common;
-use common::{data, model_cfg, no_eval, K};
-
-/// libtorch's generator and thread count are process-global, and the test harness runs tests on
-/// parallel threads: every test holds this lock so their reseeding does not interleave.
-static GLOBAL_TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn lock() -> std::sync::MutexGuard<'static, ()> {
-    let g = GLOBAL_TORCH.lock().unwrap_or_else(|e| e.into_inner());
-    tch::set_num_threads(1);
-    g
-}
+use common::{data, lock, model_cfg, no_eval, K};
 
 fn cfg(steps: u64) -> TrainConfig {
     TrainConfig {

@@ -1,9 +1,25 @@
 //! Data and model sizes shared by the trainer's integration tests.
+// Each test binary uses its own subset of these helpers.
+#![allow(dead_code)]
 
 use behavior_models::behavegpt::{BehaveGpt, BehaveGptConfig};
 use behavior_models::SeqBatch;
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
+
+/// libtorch's generator and intra-op thread count are process-global, and the harness runs tests
+/// on parallel threads: every test that seeds, initialises or trains holds this lock, so one
+/// test's reseeding never interleaves with another's model init or training (regression:
+/// `pituning::personalise_…` failed on CI when they did). One intra-op thread also matches what
+/// worker pools (`personalise`) use, so one- and many-worker runs agree bit for bit.
+static GLOBAL_TORCH: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Takes the process-wide torch lock (see [`GLOBAL_TORCH`]) and sets one intra-op thread.
+pub fn lock() -> std::sync::MutexGuard<'static, ()> {
+    let g = GLOBAL_TORCH.lock().unwrap_or_else(|e| e.into_inner());
+    tch::set_num_threads(1);
+    g
+}
 
 /// Behaviour classes of the synthetic task.
 pub const K: i64 = 6;
