@@ -45,6 +45,7 @@ pub fn train_config(d: i64, layers: i64, heads: i64) -> BehaveGptConfig {
         dropout: 0.1,
         combine: Combine::Concat,
         head_hidden: 0,
+        context_heads: false,
     }
 }
 

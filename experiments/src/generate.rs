@@ -1,7 +1,9 @@
-//! `experiments generate`: BehaveGPT's long-term generation (arXiv 2505.17631, issue #15 §2),
-//! **mode A** — the time and place of every generated event are the real future's; only the
+//! `experiments generate`: BehaveGPT's long-term generation (arXiv 2505.17631, issue #15 §2).
+//! **Mode A** — the time and place of every generated event are the real future's; only the
 //! behaviours are generated (`behavior_models::rollout`, module docs for the factorisation).
-//! Mode B (slot and location heads trained jointly) is not built.
+//! **Mode B** (`mode_b`) — a BehaveGPT with next-event context heads (time: days ahead × slot;
+//! place: location), trained jointly with CE, generates behaviour, time and place of every event
+//! until the horizon (`rollout_free`; factorisation in `behavior_models::ContextLogits`).
 //!
 //! For up to `max_users` test users: the history is everything before the user's first test
 //! event, the future every event of the next `horizon` days from it. Each system rolls the
@@ -10,7 +12,8 @@
 //! in the `behavegpt` config). Metrics against the real futures (`behavior-eval`): JSD and TVD
 //! of the population behaviour histograms, the mean per-user JSD, JSD of the slot × behaviour
 //! joint and of the first-order transition counts, corpus BLEU-4 (per-user references),
-//! distinct-1/2 and the tail share of generated behaviours (the real future's beside them).
+//! distinct-1/2 and the tail share of generated behaviours (the real future's beside them), the
+//! JSD of the slot histogram (0 by construction in mode A) and the number of events.
 //! Plots: tail share against temperature, hour-of-day profiles real vs generated.
 
 use anyhow::{ensure, Result};
@@ -21,8 +24,9 @@ use behavior_eval::generation::{
 };
 use behavior_eval::plot::{self, Series};
 use behavior_models::baselines::{Markov, UserMostFrequent};
+use behavior_models::behavegpt::BehaveGptConfig;
 use behavior_models::predictor::Neural;
-use behavior_models::rollout::{rollout, FutureEvent, RolloutConfig};
+use behavior_models::rollout::{rollout, rollout_free, FutureEvent, RolloutConfig};
 use behavior_models::zoo::ModelSpec;
 use behavior_models::Predictor;
 use behavior_train::LossConfig;
@@ -55,6 +59,10 @@ pub struct GenerateExpConfig {
     pub temperatures: Vec<f64>,
     /// Behaviours (most frequent first) in the hour-of-day profile plot.
     pub profile_behaviours: usize,
+    /// Also train BehaveGPT (CE) with next-event context heads and roll it out in mode B.
+    pub mode_b: bool,
+    /// Mode B stops a user's roll-out after `horizon × max_events_per_day` events.
+    pub max_events_per_day: usize,
 }
 
 impl GenerateExpConfig {
@@ -76,6 +84,8 @@ impl GenerateExpConfig {
             top_p: 1.0,
             temperatures: vec![0.5, 0.8, 1.0, 1.2, 1.5],
             profile_behaviours: 3,
+            mode_b: true,
+            max_events_per_day: 48,
         }
     }
 }
@@ -90,6 +100,10 @@ impl ExperimentConfig for GenerateExpConfig {
         ensure!(
             self.horizons_days.iter().all(|&h| h >= 1),
             "horizons_days must be >= 1"
+        );
+        ensure!(
+            self.max_events_per_day >= 1,
+            "max_events_per_day must be >= 1"
         );
         for t in std::iter::once(self.temperature).chain(self.temperatures.iter().copied()) {
             RolloutConfig {
@@ -125,10 +139,11 @@ pub struct Outcome {
 }
 
 /// The table's metric columns, in order.
-pub const METRICS: [&str; 10] = [
+pub const METRICS: [&str; 11] = [
     "JSD pop",
     "TVD pop",
     "JSD user",
+    "JSD slot",
     "JSD slot×behaviour",
     "JSD transitions",
     "BLEU-4",
@@ -145,9 +160,10 @@ struct Futures {
     slots: Vec<Vec<u32>>,
 }
 
-/// Metrics of generated sequences against the real ones.
+/// Metrics of generated sequences (behaviours `gen` at slots `gen_slots`) against the real ones.
 fn metrics(
     gen: &[Vec<u32>],
+    gen_slots: &[Vec<u32>],
     f: &Futures,
     k: usize,
     n_slots: usize,
@@ -162,10 +178,10 @@ fn metrics(
             users.push(jensen_shannon(&histogram(a, k)?, &histogram(b, k)?)?);
         }
     }
-    let joint = |seqs: &[Vec<u32>]| -> Result<Vec<f64>> {
+    let joint = |seqs: &[Vec<u32>], slots: &[Vec<u32>]| -> Result<Vec<f64>> {
         let ids: Vec<u32> = seqs
             .iter()
-            .zip(&f.slots)
+            .zip(slots)
             .flat_map(|(s, sl)| s.iter().zip(sl).map(|(&b, &t)| t * k as u32 + b))
             .collect();
         Ok(histogram(&ids, n_slots * k)?)
@@ -190,7 +206,14 @@ fn metrics(
     );
     m.insert(
         "JSD slot×behaviour".into(),
-        jensen_shannon(&joint(gen)?, &joint(&f.real)?)?,
+        jensen_shannon(&joint(gen, gen_slots)?, &joint(&f.real, &f.slots)?)?,
+    );
+    m.insert(
+        "JSD slot".into(),
+        jensen_shannon(
+            &histogram(&flat(gen_slots), n_slots)?,
+            &histogram(&flat(&f.slots), n_slots)?,
+        )?,
     );
     m.insert(
         "JSD transitions".into(),
@@ -357,7 +380,7 @@ pub fn run(
     };
     // the real futures' own statistics, as a reference row
     for (d, f) in &horizons {
-        let mut m = metrics(&f.real, f, k, n_slots, &is_tail)?;
+        let mut m = metrics(&f.real, &f.slots, f, k, n_slots, &is_tail)?;
         m.retain(|key, _| {
             ["distinct-1", "distinct-2", "tail share", "events"].contains(&key.as_str())
         });
@@ -370,7 +393,12 @@ pub fn run(
         ] {
             for (d, f) in &horizons {
                 let gen = rollout(p, &f.start, &f.skeleton, &table_cfg(seed))?;
-                push(&mut rows, *d, name, metrics(&gen, f, k, n_slots, &is_tail)?);
+                push(
+                    &mut rows,
+                    *d,
+                    name,
+                    metrics(&gen, &f.slots, f, k, n_slots, &is_tail)?,
+                );
             }
         }
     }
@@ -397,7 +425,12 @@ pub fn run(
             };
             for (d, f) in &horizons {
                 let gen = rollout(&p, &f.start, &f.skeleton, &table_cfg(seed))?;
-                push(&mut rows, *d, name, metrics(&gen, f, k, n_slots, &is_tail)?);
+                push(
+                    &mut rows,
+                    *d,
+                    name,
+                    metrics(&gen, &f.slots, f, k, n_slots, &is_tail)?,
+                );
                 if si == 0 && name.starts_with("BehaveGPT") && Some(d) == cfg.horizons_days.last() {
                     // hour-of-day profiles of the most frequent behaviours (DRO row only)
                     if name.contains("DRO") {
@@ -426,7 +459,7 @@ pub fn run(
                             seed,
                         },
                     )?;
-                    let m = metrics(&gen, f, k, n_slots, &is_tail)?;
+                    let m = metrics(&gen, &f.slots, f, k, n_slots, &is_tail)?;
                     pts.push((t, 100.0 * m["tail share"]));
                 }
                 curve.push(Series {
@@ -436,8 +469,51 @@ pub fn run(
             }
         }
     }
+    if cfg.mode_b {
+        // Mode B: the same BehaveGPT (CE) with next-event context heads generates time and place.
+        let spec = ModelSpec::Behavegpt(BehaveGptConfig {
+            context_heads: true,
+            ..b.behavegpt.clone()
+        });
+        let name = "BehaveGPT (CE), mode B";
+        for &seed in &seeds {
+            let (net, _vs, _) = train_neural(
+                &run,
+                &task,
+                &task.train.tensors,
+                &spec,
+                &LossConfig::Ce,
+                &format!("behavegpt-ce-mode-b-seed{seed}"),
+                seed,
+                &opts,
+                None,
+            )?;
+            for (d, f) in &horizons {
+                let gen = rollout_free(
+                    net.as_ref(),
+                    device,
+                    &f.start,
+                    *d,
+                    cfg.max_events_per_day * *d as usize,
+                    &table_cfg(seed),
+                )?;
+                let field = |g: fn(&behavior_models::rollout::GeneratedEvent) -> u32| {
+                    gen.iter()
+                        .map(|u| u.iter().map(g).collect())
+                        .collect::<Vec<Vec<u32>>>()
+                };
+                let (beh, slots) = (field(|e| e.behaviour), field(|e| e.slot));
+                push(
+                    &mut rows,
+                    *d,
+                    name,
+                    metrics(&beh, &slots, f, k, n_slots, &is_tail)?,
+                );
+            }
+        }
+    }
     if let Some((_, f)) = horizons.last() {
-        let real_tail = metrics(&f.real, f, k, n_slots, &is_tail)?["tail share"];
+        let real_tail = metrics(&f.real, &f.slots, f, k, n_slots, &is_tail)?["tail share"];
         curve.push(Series {
             name: "real future".into(),
             points: cfg
@@ -533,7 +609,7 @@ fn render(
     rows: &[Row],
 ) -> String {
     let mut s = format!(
-        "### Long-term generation on {dataset}, mode A (real future time and place; temperature {}, top-p {}; {} seed(s))\n\n",
+        "### Long-term generation on {dataset} (mode A: real future time and place; mode B: generated; temperature {}, top-p {}; {} seed(s))\n\n",
         cfg.temperature, cfg.top_p, cfg.behavegpt.seeds
     );
     for (d, u, e) in sizes {
@@ -556,6 +632,6 @@ fn render(
         }
         s.push('\n');
     }
-    s.push_str("\nJSD in bits (base 2, in [0, 1]); lower = closer to the real future. BLEU-4 with per-user references (ε-smoothed). Tail = classes with ≤ 1 % of the training targets.\n");
+    s.push_str("\nJSD in bits (base 2, in [0, 1]); lower = closer to the real future. Mode A takes the real future's slots, so its JSD slot is 0 and its event count equals the real one; mode B generates both. BLEU-4 with per-user references (ε-smoothed). Tail = classes with ≤ 1 % of the training targets.\n");
     s
 }

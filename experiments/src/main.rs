@@ -188,12 +188,13 @@ enum Cmd {
         #[arg(long)]
         resume: bool,
     },
-    /// BehaveGPT long-term generation, mode A (issue #15 §2): each test user's next day and
-    /// next week rolled out behaviour by behaviour along the real future's times and places, by
-    /// Markov-1 sampling, the user's frequencies, SASRec and BehaveGPT (CE, group DRO); JSD /
-    /// TVD of behaviour histograms (population and per user), JSD of slot × behaviour and of
-    /// transitions, BLEU-4, distinct-1/2, tail share; tail share against temperature and
-    /// hour-of-day profiles plotted. Mode B (generated times and places) is not built.
+    /// BehaveGPT long-term generation (issue #15 §2): each test user's next day and next week
+    /// rolled out behaviour by behaviour — mode A along the real future's times and places, by
+    /// Markov-1 sampling, the user's frequencies, SASRec and BehaveGPT (CE, group DRO); mode B
+    /// (`mode_b`) by a BehaveGPT (CE) whose extra heads also generate each event's time and
+    /// place; JSD / TVD of behaviour histograms (population and per user), JSD of slots, of
+    /// slot × behaviour and of transitions, BLEU-4, distinct-1/2, tail share, event counts;
+    /// tail share against temperature and hour-of-day profiles plotted.
     Generate {
         #[command(flatten)]
         common: CommonArgs,

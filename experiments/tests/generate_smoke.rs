@@ -1,6 +1,7 @@
-//! The `generate` experiment's smoke preset end to end: every system rolls out exactly the real
-//! futures' number of events per horizon, the week holds at least the day's events, every
-//! metric is in its range, and the tables and plots are written.
+//! The `generate` experiment's smoke preset end to end: every mode-A system rolls out exactly
+//! the real futures' number of events per horizon, mode B generates its own (within the cap),
+//! the week holds at least the day's events, every metric is in its range, and the tables and
+//! plots are written.
 
 use experiments::cli::CommonArgs;
 use experiments::generate::run;
@@ -31,12 +32,23 @@ fn generate_smoke_preset_end_to_end() -> anyhow::Result<()> {
     let (day, week) = (o.sizes[0], o.sizes[1]);
     assert_eq!(day.1, week.1);
     assert!(day.2 > 0 && day.2 <= week.2, "{:?}", o.sizes);
-    // real future + 2 count samplers + SASRec + 2 BehaveGPT rows, per horizon
-    assert_eq!(o.rows.len(), 12);
+    // real future + 2 count samplers + SASRec + 2 BehaveGPT rows + mode B, per horizon
+    assert_eq!(o.rows.len(), 14);
     for r in &o.rows {
         let events = r.metrics["events"][0] as usize;
         let expect = if r.horizon_days == 1 { day.2 } else { week.2 };
-        assert_eq!(events, expect, "{}", r.system);
+        if r.system.contains("mode B") {
+            // at least one event per user, at most the cap (48 a day)
+            let users = day.1;
+            let cap = 48 * r.horizon_days as usize * users;
+            assert!(events >= users && events <= cap, "{events} of {cap}");
+            assert!(r.metrics["JSD slot"][0] > 0.0);
+        } else {
+            assert_eq!(events, expect, "{}", r.system);
+            if r.system != "real future" {
+                assert_eq!(r.metrics["JSD slot"][0], 0.0, "{}", r.system);
+            }
+        }
         for (m, v) in &r.metrics {
             if m != "events" {
                 assert!(

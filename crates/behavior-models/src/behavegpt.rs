@@ -68,6 +68,11 @@ pub struct BehaveGptConfig {
     pub combine: Combine,
     /// Hidden width of the MLP head (`0` = `d_model`).
     pub head_hidden: i64,
+    /// Next-event context heads (`head_when.*`: days ahead mod 7 × slot, `head_where.*`: location)
+    /// beside the behaviour head, trained jointly, for long-term generation mode B (see
+    /// [`crate::ContextLogits`] for the factorisation). Off by default.
+    #[serde(default)]
+    pub context_heads: bool,
 }
 
 impl Default for BehaveGptConfig {
@@ -94,6 +99,7 @@ impl BehaveGptConfig {
             dropout: 0.1,
             combine: Combine::Concat,
             head_hidden: 0,
+            context_heads: false,
         }
     }
     /// d = 32, 2 blocks: tens of thousands of parameters, for tests.
@@ -192,8 +198,18 @@ impl BehaveGptConfig {
         } else {
             self.head_hidden
         };
-        let head = 2 * d + (d * hh + hh) + (hh * self.n_behaviours + self.n_behaviours);
-        emb + self.n_layers * block + head
+        let head = |k: i64| 2 * d + (d * hh + hh) + (hh * k + k);
+        let context = if self.context_heads {
+            head(self.n_when()) + head(self.n_locations)
+        } else {
+            0
+        };
+        emb + self.n_layers * block + head(self.n_behaviours) + context
+    }
+
+    /// Classes of the `when` context head: 7 days ahead (mod 7) × `n_slots`.
+    pub fn n_when(&self) -> i64 {
+        7 * self.n_slots
     }
 
     /// Non-embedding parameters, the `N` of scaling laws (Kaplan et al. 2020): every weight
@@ -215,7 +231,8 @@ impl BehaveGptConfig {
         } else {
             self.head_hidden
         };
-        combine + self.n_layers * block + 2 * d + (d * hh + hh)
+        let heads = if self.context_heads { 3 } else { 1 };
+        combine + self.n_layers * block + heads * (2 * d + (d * hh + hh))
     }
 
     /// Forward FLOPs per token with a context of `ctx` positions, counting a multiply–add as
@@ -228,8 +245,13 @@ impl BehaveGptConfig {
         } else {
             self.head_hidden
         };
+        let outputs = if self.context_heads {
+            self.n_behaviours + self.n_when() + self.n_locations
+        } else {
+            self.n_behaviours
+        };
         2.0 * self.n_non_embedding() as f64
-            + 2.0 * (hh * self.n_behaviours) as f64
+            + 2.0 * (hh * outputs) as f64
             + 2.0 * (self.n_layers * ctx * self.d_model) as f64
     }
 
@@ -378,6 +400,10 @@ pub struct BehaveGpt {
     pub blocks: Vec<Block>,
     /// Next-behaviour head.
     pub head: MlpHead,
+    /// Next-event time head (`context_heads`): days ahead mod 7 × slot.
+    pub head_when: Option<MlpHead>,
+    /// Next-event location head (`context_heads`).
+    pub head_where: Option<MlpHead>,
     cfg: BehaveGptConfig,
     compute: Cell<Kind>,
 }
@@ -401,17 +427,30 @@ impl BehaveGpt {
         } else {
             cfg.head_hidden
         };
-        Ok(Self {
-            embeddings: EventEmbeddings::new(p / "emb", cfg)?,
-            blocks,
-            head: MlpHead::new(
-                p / "head",
+        let head = |name: &str, k: i64| {
+            MlpHead::new(
+                p / name,
                 &MlpHeadConfig {
                     d_model: cfg.d_model,
                     hidden: hh,
-                    n_classes: cfg.n_behaviours,
+                    n_classes: k,
                 },
-            )?,
+            )
+        };
+        let (head_when, head_where) = if cfg.context_heads {
+            (
+                Some(head("head_when", cfg.n_when())?),
+                Some(head("head_where", cfg.n_locations)?),
+            )
+        } else {
+            (None, None)
+        };
+        Ok(Self {
+            embeddings: EventEmbeddings::new(p / "emb", cfg)?,
+            blocks,
+            head: head("head", cfg.n_behaviours)?,
+            head_when,
+            head_where,
             cfg: cfg.clone(),
             compute: Cell::new(Kind::Float),
         })
@@ -455,6 +494,24 @@ impl SequenceModel for BehaveGpt {
     }
     fn set_compute_kind(&self, kind: Kind) {
         self.compute.set(kind);
+    }
+    /// # Shapes
+    /// batch fields `[B, L]` → (`[B, L, K]`, when `[B, L, 7·S]`, where `[B, L, n_locations]`).
+    fn logits_and_context(
+        &self,
+        batch: &SeqBatch,
+        train: bool,
+    ) -> Result<(Tensor, Option<crate::ContextLogits>)> {
+        let h = self.hidden_t(batch, train)?;
+        let logits = self.head.forward(&h)?;
+        let ctx = match (&self.head_when, &self.head_where) {
+            (Some(w), Some(l)) => Some(crate::ContextLogits {
+                when: w.forward(&h)?,
+                r#where: l.forward(&h)?,
+            }),
+            _ => None,
+        };
+        Ok((logits, ctx))
     }
 }
 
@@ -609,16 +666,33 @@ mod tests {
 
     #[test]
     fn shapes_and_param_count_for_both_combine_modes() -> Result<()> {
-        for combine in [Combine::Sum, Combine::Concat] {
+        for (combine, context_heads) in [
+            (Combine::Sum, false),
+            (Combine::Concat, false),
+            (Combine::Concat, true),
+        ] {
             let cfg = BehaveGptConfig {
                 combine,
+                context_heads,
                 ..BehaveGptConfig::smoke(11, 5, 24)
             };
             let vs = nn::VarStore::new(Device::Cpu);
             let m = BehaveGpt::new(&vs.root(), &cfg)?;
-            let y = m.logits(&batch(3, 7, &cfg), false)?;
+            let b = batch(3, 7, &cfg);
+            let y = m.logits(&b, false)?;
             assert_eq!(y.size(), [3, 7, 11]);
             assert_eq!(crate::layers::n_params(&vs), cfg.n_params(), "{combine:?}");
+            // the context heads ride on the same hidden states; the behaviour logits are equal
+            let (y2, ctx) = m.logits_and_context(&b, false)?;
+            assert_eq!(f64::try_from((&y - &y2).abs().max())?, 0.0);
+            match ctx {
+                Some(c) => {
+                    assert!(context_heads);
+                    assert_eq!(c.when.size(), [3, 7, 7 * 24]);
+                    assert_eq!(c.r#where.size(), [3, 7, 5]);
+                }
+                None => assert!(!context_heads),
+            }
         }
         Ok(())
     }
@@ -628,14 +702,16 @@ mod tests {
     /// hidden width).
     #[test]
     fn non_embedding_count_matches_the_built_variables() -> Result<()> {
-        for (combine, head_hidden) in [
-            (Combine::Sum, 0),
-            (Combine::Concat, 0),
-            (Combine::Concat, 48),
+        for (combine, head_hidden, context_heads) in [
+            (Combine::Sum, 0, false),
+            (Combine::Concat, 0, false),
+            (Combine::Concat, 48, false),
+            (Combine::Concat, 48, true),
         ] {
             let cfg = BehaveGptConfig {
                 combine,
                 head_hidden,
+                context_heads,
                 ..BehaveGptConfig::smoke(11, 5, 24)
             };
             let vs = nn::VarStore::new(Device::Cpu);
@@ -647,6 +723,8 @@ mod tests {
                 "emb.behaviour.",
                 "emb.pos.",
                 "head.out.",
+                "head_when.out.",
+                "head_where.out.",
             ];
             let n: i64 = vs
                 .variables()
@@ -665,7 +743,8 @@ mod tests {
             } else {
                 head_hidden
             };
-            let f = 2 * n + 2 * hh * 11 + 2 * cfg.n_layers * 16 * cfg.d_model;
+            let outputs = if context_heads { 11 + 7 * 24 + 5 } else { 11 };
+            let f = 2 * n + 2 * hh * outputs + 2 * cfg.n_layers * 16 * cfg.d_model;
             assert_eq!(cfg.forward_flops_per_token(16), f as f64);
             assert_eq!(cfg.train_flops_per_token(16), 3.0 * f as f64);
         }

@@ -139,6 +139,65 @@ pub trait SequenceModel {
     /// Sets the dtype activations are computed in (`Float`, or `BFloat16` for mixed precision on
     /// CUDA). Models that do not support it ignore the call.
     fn set_compute_kind(&self, _kind: Kind) {}
+
+    /// Next-behaviour logits and, for models with next-event context heads (BehaveGPT with
+    /// `context_heads`, long-term generation mode B), the logits of the next event's time and
+    /// place from the same hidden states (one forward). The default has no context heads.
+    ///
+    /// # Shapes
+    /// batch fields `[B, L]` → (`[B, L, K]`, when / where `[B, L, 7·S]` / `[B, L, n_locations]`).
+    fn logits_and_context(
+        &self,
+        batch: &SeqBatch,
+        train: bool,
+    ) -> Result<(Tensor, Option<ContextLogits>)> {
+        Ok((self.logits(batch, train)?, None))
+    }
+}
+
+/// Logits of the next event's context (see [`SequenceModel::logits_and_context`]).
+///
+/// Factorisation (generation mode B): given the history `h_t` (events ≤ t), the next event's
+/// time, place and behaviour are conditionally independent,
+/// `p(when, where, b | h_t) = p(when | h_t) · p(where | h_t) · p(b | h_t)` — the behaviour head
+/// is the model's ordinary next-behaviour head, so adding the context heads changes nothing for
+/// next-behaviour prediction. `when` is one class per (days ahead mod 7, slot):
+/// `class = ((weekday_{t+1} − weekday_t) mod 7) · S + slot_{t+1}` with `S` slots per day; a gap
+/// of 0 days whose slot is earlier than the current one reads as 7 days ahead, and gaps of a
+/// week or more fold onto the same weekday (see [`next_context_targets`]).
+#[derive(Debug)]
+pub struct ContextLogits {
+    /// `[B, L, 7·S]`: the next event's (days ahead mod 7, slot).
+    pub when: Tensor,
+    /// `[B, L, n_locations]`: the next event's location.
+    pub r#where: Tensor,
+}
+
+/// The targets of the context heads, read from the window itself: at a position `i < L − 1`
+/// with a next-behaviour target (`target ≥ 0`), the next event is position `i + 1`, so
+/// `when = ((weekday[i+1] − weekday[i]) mod 7) · n_slots + slot[i+1]` and `where = loc[i+1]`;
+/// the last position (whose next event is outside the window) and positions without a target
+/// get `-1` (ignored).
+///
+/// # Shapes
+/// batch fields `[B, L]` → (`when [B, L]`, `where [B, L]`), `Int64`.
+pub fn next_context_targets(batch: &SeqBatch, n_slots: i64) -> Result<(Tensor, Tensor)> {
+    let l = batch.target.size().last().copied().unwrap_or(0);
+    if l < 2 {
+        let none = batch.target.f_full_like(-1)?;
+        return Ok((none.shallow_clone(), none));
+    }
+    let cur = |t: &Tensor| t.f_narrow(1, 0, l - 1);
+    let next = |t: &Tensor| t.f_narrow(1, 1, l - 1);
+    let days = (next(&batch.weekday)? - cur(&batch.weekday)?).f_remainder(7)?;
+    let when = days * n_slots + next(&batch.slot)?;
+    let valid = cur(&batch.target)?.f_ge(0)?;
+    let minus = |t: Tensor| -> Result<Tensor> {
+        let t = t.f_where_self(&valid, &t.f_full_like(-1)?)?;
+        let last = batch.target.f_narrow(1, l - 1, 1)?.f_full_like(-1)?;
+        Ok(Tensor::f_cat(&[t, last], 1)?)
+    };
+    Ok((minus(when)?, minus(next(&batch.loc)?)?))
 }
 
 /// The behaviour MASK id (`behavior_data::vocab::MASK`): the input written at masked positions.
@@ -644,6 +703,29 @@ pub fn n_params(vs: &nn::VarStore) -> i64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Context targets read the next position: days ahead mod 7 (a week wraps), its slot and
+    /// location; the last position and positions without a target are ignored (-1).
+    #[test]
+    fn next_context_targets_shift_the_window_by_one_event() -> Result<()> {
+        let t = |v: &[i64]| Tensor::from_slice(v).view([1, 4]);
+        let b = SeqBatch {
+            weekday: t(&[0, 6, 0, 0]),
+            slot: t(&[0, 3, 1, 2]),
+            loc: t(&[9, 4, 5, 6]),
+            behaviour: t(&[0, 7, 8, 9]),
+            target: t(&[-1, 5, 6, 2]),
+        };
+        let (when, r#where) = next_context_targets(&b, 4)?;
+        // position 1 (Sat, slot 3) → position 2 (Sun, slot 1): 1 day ahead, slot 1 = 4 + 1;
+        // position 2 → 3: same day, slot 2 = 0 + 2; position 0 has no target; 3 is the last.
+        assert_eq!(Vec::<i64>::try_from(when.view([-1]))?, vec![-1, 5, 2, -1]);
+        assert_eq!(
+            Vec::<i64>::try_from(r#where.view([-1]))?,
+            vec![-1, 5, 6, -1]
+        );
+        Ok(())
+    }
     use tch::Device;
 
     #[test]

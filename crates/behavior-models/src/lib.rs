@@ -20,7 +20,9 @@ pub mod zoo;
 
 pub use device::{parse_device, DeviceSpec};
 pub use error::{Error, Result};
-pub use layers::{MaskedEventModel, SeqBatch, SequenceModel, MASK_ID};
+pub use layers::{
+    next_context_targets, ContextLogits, MaskedEventModel, SeqBatch, SequenceModel, MASK_ID,
+};
 pub use predictor::{Neural, Predictor, Scores};
 
 /// The libtorch version this crate was built against (read from the libtorch folder at build time).

@@ -113,6 +113,8 @@ pub struct Loss {
     radius: Option<Vec<f64>>,
     /// The class weights the last step effectively used (`[K]`, detached), for logging.
     last_weights: Option<Tensor>,
+    /// The context heads' last losses (when, where; detached scalars), for logging.
+    pub(crate) last_context: Option<(Tensor, Tensor)>,
     k: i64,
 }
 
@@ -186,6 +188,7 @@ impl Loss {
             caps,
             radius,
             last_weights: None,
+            last_context: None,
             k,
         })
     }

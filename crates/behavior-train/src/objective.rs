@@ -110,16 +110,51 @@ impl Batches for SeqBatch {
     }
 }
 
-/// The class losses train any sequence model on the per-position next-behaviour targets.
+/// Mean cross-entropy over the positions whose target is `>= 0` (0 when there is none).
+///
+/// # Shapes
+/// `logits: [.., C]`, `targets: [..]` → scalar.
+pub fn masked_ce(logits: &Tensor, targets: &Tensor) -> Result<Tensor> {
+    let c = logits.size().last().copied().unwrap_or(0);
+    let t = targets.f_reshape([-1])?;
+    let sum = logits.f_reshape([-1, c])?.f_cross_entropy_loss::<Tensor>(
+        &t,
+        None,
+        Reduction::Sum,
+        -1,
+        0.0,
+    )?;
+    let n = t.f_ge(0)?.f_sum(Kind::Float)?.f_clamp_min(1.0)?;
+    Ok(sum.f_div(&n)?)
+}
+
+/// The class losses train any sequence model on the per-position next-behaviour targets. A model
+/// with next-event context heads ([`SequenceModel::logits_and_context`], generation mode B)
+/// adds their cross-entropies, unweighted, to the class loss — the joint negative
+/// log-likelihood of the factorised next event (behaviour, time, place); the class loss (CE or
+/// any DRO) applies to the behaviour term only. Both context losses are logged
+/// (`context_when_loss`, `context_where_loss`).
 impl<M: SequenceModel + ?Sized> Objective<M, SeqBatch> for Loss {
     fn loss(&mut self, model: &M, batch: &SeqBatch, train: bool) -> Result<Tensor> {
-        let logits = model.logits(batch, train)?;
+        let (logits, ctx) = model.logits_and_context(batch, train)?;
         let k = logits.size().last().copied().unwrap_or(0);
-        self.compute(
+        let main = self.compute(
             &logits.f_reshape([-1, k])?,
             &batch.target.f_reshape([-1])?,
             train,
-        )
+        )?;
+        let Some(ctx) = ctx else {
+            return Ok(main);
+        };
+        let n_slots = ctx.when.size().last().copied().unwrap_or(0) / 7;
+        let (t_when, t_where) = behavior_models::next_context_targets(batch, n_slots)?;
+        let l_when = masked_ce(&ctx.when, &t_when)?;
+        let l_where = masked_ce(&ctx.r#where, &t_where)?;
+        let total = main.f_add(&l_when)?.f_add(&l_where)?;
+        if train {
+            self.last_context = Some((l_when.detach(), l_where.detach()));
+        }
+        Ok(total)
     }
     fn state(&self) -> Vec<(String, Tensor)> {
         Loss::state(self)
@@ -131,6 +166,16 @@ impl<M: SequenceModel + ?Sized> Objective<M, SeqBatch> for Loss {
         let mut m = BTreeMap::new();
         if let Some(w) = Loss::class_weights(self)? {
             m.insert("class_weights".into(), serde_json::json!(w));
+        }
+        if let Some((w, l)) = &self.last_context {
+            m.insert(
+                "context_when_loss".into(),
+                serde_json::json!(f64::try_from(w)?),
+            );
+            m.insert(
+                "context_where_loss".into(),
+                serde_json::json!(f64::try_from(l)?),
+            );
         }
         Ok(m)
     }
@@ -663,6 +708,51 @@ impl<M: MaskedEventModel + ?Sized> Objective<M, SeqBatch> for MaskedEvents {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The loss of a model with context heads is the class loss plus both context CEs, each
+    /// a mean over the positions that have a next event in the window; without targets the
+    /// context terms are 0, not NaN.
+    #[test]
+    fn context_heads_add_their_cross_entropies_to_the_class_loss() -> Result<()> {
+        use behavior_models::behavegpt::{BehaveGpt, BehaveGptConfig};
+        tch::manual_seed(0);
+        let cfg = BehaveGptConfig {
+            input_offset: 3,
+            context_heads: true,
+            dropout: 0.0,
+            ..BehaveGptConfig::smoke(5, 4, 3)
+        };
+        let vs = tch::nn::VarStore::new(Device::Cpu);
+        let m = BehaveGpt::new(&vs.root(), &cfg)?;
+        let t = |v: &[i64]| Tensor::from_slice(v).view([1, 4]);
+        let b = SeqBatch {
+            weekday: t(&[0, 1, 1, 2]),
+            slot: t(&[0, 2, 2, 1]),
+            loc: t(&[0, 1, 3, 2]),
+            behaviour: t(&[0, 4, 5, 6]),
+            target: t(&[-1, 2, 3, 0]),
+        };
+        let mut loss = Loss::new(&crate::LossConfig::Ce, &[1.0; 5], Device::Cpu)?;
+        let total = f64::try_from(Objective::<BehaveGpt, SeqBatch>::loss(
+            &mut loss, &m, &b, true,
+        )?)?;
+        let (logits, ctx) = m.logits_and_context(&b, true)?;
+        let ctx = ctx.expect("context heads");
+        let ce = f64::try_from(masked_ce(&logits, &b.target)?)?;
+        let (tw, tl) = behavior_models::next_context_targets(&b, 3)?;
+        assert_eq!(Vec::<i64>::try_from(tw.view([-1]))?, vec![-1, 2, 4, -1]);
+        let by_hand = ce
+            + f64::try_from(masked_ce(&ctx.when, &tw)?)?
+            + f64::try_from(masked_ce(&ctx.r#where, &tl)?)?;
+        assert!((total - by_hand).abs() < 1e-5, "{total} vs {by_hand}");
+        let fields = Objective::<BehaveGpt, SeqBatch>::log_fields(&mut loss)?;
+        assert!(
+            fields.contains_key("context_when_loss") && fields.contains_key("context_where_loss")
+        );
+        let none = masked_ce(&ctx.when, &tw.f_full_like(-1)?)?;
+        assert_eq!(f64::try_from(none)?, 0.0);
+        Ok(())
+    }
 
     #[test]
     fn kd_at_alpha_one_is_tau_squared_kl_and_zero_for_equal_logits() -> Result<()> {
