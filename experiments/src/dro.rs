@@ -77,17 +77,19 @@ impl DroExpConfig {
                 focal_gamma: vec![1.0, 2.0],
                 reweighted_beta: vec![0.5, 1.0],
                 group_eta: vec![0.003, 0.01, 0.03],
-                group_kappa: vec![0.0, 0.5, 2.0],
+                // caps of 0.5 and 2 never bound on Foursquare NYC (2026-12-07), ball radii of
+                // 0.3 and more collapsed macro recall: the grid looks below them
+                group_kappa: vec![0.0, 0.01, 0.1],
                 kl_lambda: vec![0.3, 1.0, 3.0],
-                ball_kappa: vec![0.3, 1.0, 3.0],
+                ball_kappa: vec![0.01, 0.03, 0.1],
             },
             Preset::Gpu => DroGrid {
                 focal_gamma: vec![0.5, 1.0, 2.0, 5.0],
                 reweighted_beta: vec![0.25, 0.5, 0.75, 1.0],
                 group_eta: vec![0.001, 0.003, 0.01, 0.03, 0.1],
-                group_kappa: vec![0.0, 0.25, 0.5, 1.0, 2.0, 4.0],
+                group_kappa: vec![0.0, 0.01, 0.03, 0.1, 0.3, 1.0],
                 kl_lambda: vec![0.1, 0.3, 1.0, 3.0, 10.0],
-                ball_kappa: vec![0.1, 0.3, 1.0, 3.0, 10.0],
+                ball_kappa: vec![0.003, 0.01, 0.03, 0.1, 0.3],
             },
         };
         let mut behavegpt = BehaveGptExpConfig::preset(p);
