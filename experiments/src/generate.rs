@@ -404,6 +404,7 @@ pub fn run(
     }
     let mut curve: Vec<Series> = vec![];
     let mut profiles: Vec<Series> = vec![];
+    let mut profiles_b: Vec<Series> = vec![];
     for (name, spec, loss) in &neural {
         for (si, &seed) in seeds.iter().enumerate() {
             let tag = format!("{}-seed{seed}", crate::table::slug(name));
@@ -436,6 +437,7 @@ pub fn run(
                     if name.contains("DRO") {
                         profiles.extend(hour_profiles(
                             &gen,
+                            &f.slots,
                             f,
                             &task.counts,
                             cfg.profile_behaviours,
@@ -503,6 +505,17 @@ pub fn run(
                         .collect::<Vec<Vec<u32>>>()
                 };
                 let (beh, slots) = (field(|e| e.behaviour), field(|e| e.slot));
+                if seed == seeds[0] && Some(d) == cfg.horizons_days.last() {
+                    profiles_b = hour_profiles(
+                        &beh,
+                        &slots,
+                        f,
+                        &task.counts,
+                        cfg.profile_behaviours,
+                        n_slots,
+                        &ds,
+                    );
+                }
                 push(
                     &mut rows,
                     *d,
@@ -534,6 +547,16 @@ pub fn run(
         &curve,
         false,
     )?;
+    if !profiles_b.is_empty() {
+        plot::training_curves(
+            &run.path().join("hour_profiles_mode_b.svg"),
+            &format!("{}: share of a behaviour's events by time slot, real vs generated with generated times (BehaveGPT CE, mode B)", ds.name),
+            "time slot",
+            "share of the behaviour's events (%)",
+            &profiles_b,
+            false,
+        )?;
+    }
     if !profiles.is_empty() {
         plot::training_curves(
             &run.path().join("hour_profiles.svg"),
@@ -552,9 +575,11 @@ pub fn run(
     Ok(Outcome { rows, sizes, dir })
 }
 
-/// Share of each of the `n` most frequent behaviours' events by slot, real and generated.
+/// Share of each of the `n` most frequent behaviours' events by slot, real and generated
+/// (behaviours `gen` at slots `gen_slots`).
 fn hour_profiles(
     gen: &[Vec<u32>],
+    gen_slots: &[Vec<u32>],
     f: &Futures,
     counts: &[f64],
     n: usize,
@@ -565,9 +590,12 @@ fn hour_profiles(
     order.sort_by(|&a, &b| counts[b].total_cmp(&counts[a]));
     let mut out = vec![];
     for &c in order.iter().take(n) {
-        for (what, seqs) in [("real", &f.real), ("generated", &gen.to_vec())] {
+        for (what, seqs, slots) in [
+            ("real", f.real.as_slice(), f.slots.as_slice()),
+            ("generated", gen, gen_slots),
+        ] {
             let mut h = vec![0f64; n_slots];
-            for (s, sl) in seqs.iter().zip(&f.slots) {
+            for (s, sl) in seqs.iter().zip(slots) {
                 for (&b, &t) in s.iter().zip(sl) {
                     if b as usize == c {
                         h[t as usize] += 1.0;

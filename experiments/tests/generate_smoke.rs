@@ -20,6 +20,7 @@ fn generate_smoke_preset_end_to_end() -> anyhow::Result<()> {
         "rows.json",
         "tail_share_vs_temperature.svg",
         "hour_profiles.svg",
+        "hour_profiles_mode_b.svg",
     ] {
         let p = o.dir.join(f);
         assert!(
