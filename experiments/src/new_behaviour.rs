@@ -6,14 +6,18 @@
 //!    chosen (seeded). In pre-training their events are UNK in every history and never a target.
 //! 2. **Pre-training** with CE and with group DRO (the `behavegpt` config's η and κ) on that
 //!    data: the held-out rows of the behaviour table and the head exist but never train.
-//! 3. **Adaptation** with `k ∈ shots` examples per new behaviour (windows ending at one, their
-//!    other new-behaviour targets removed, so each class is seen exactly `k` times) plus
-//!    `replay` windows of old data: the new rows start fresh (`transfer_weights` with the
+//! 3. **Adaptation** with `k ∈ shots` examples per new behaviour (windows ending at one) plus
+//!    `replay` windows of old data, every adaptation window training on its **last target
+//!    only** — so `k` and `replay` count targets on both sides: the new behaviours are
+//!    `k·|held|` of the `k·|held| + replay` targets (with every position of a replay window
+//!    trained, a window of 32 would hide a 32× imbalance: the first `cpu` run on sim-habits
+//!    never predicted a new behaviour, even at k = 100). The new rows start fresh (`transfer_weights` with the
 //!    held-out classes unmapped) and the model trains with full fine-tuning or with a frozen
 //!    backbone (only `emb.` and `head.` variables), against training from scratch on the same
 //!    data. Every training goes through `table::train_neural`.
 //! 4. **Measures** on the test split: recall on the new behaviours (accuracy over test targets
-//!    of a held-out class, and their macro recall) and accuracy on the old ones, against the
+//!    of a held-out class, their macro recall, and Recall@5: the share of those targets in the
+//!    model's top 5) and accuracy on the old ones, against the
 //!    pre-trained model (new classes masked: it cannot know them) — the change on old behaviours.
 
 use anyhow::{ensure, Result};
@@ -134,6 +138,8 @@ pub struct Row {
     pub new_recall: Vec<f64>,
     /// Macro recall over the new behaviours, per seed.
     pub new_macro: Vec<f64>,
+    /// Share of test targets of new behaviours ranked in the top 5, per seed.
+    pub new_recall5: Vec<f64>,
     /// Accuracy on test targets of old behaviours, per seed.
     pub old_accuracy: Vec<f64>,
     /// Change of old accuracy against the same seed's pre-trained model (fine-tuned rows) or
@@ -204,23 +210,47 @@ fn held_tensor(held: &[bool], device: Device) -> Result<Tensor> {
     Ok(Tensor::f_from_slice(held)?.f_to_device(device)?)
 }
 
-/// Targets of held-out classes set to −1 (`keep_last`: except at the last position).
-fn drop_held_targets(b: &SeqBatch, held: &Tensor, keep_last: bool) -> Result<SeqBatch> {
+/// Targets of held-out classes set to −1.
+fn drop_held_targets(b: &SeqBatch, held: &Tensor) -> Result<SeqBatch> {
     let t = &b.target;
     let is_held = held
         .f_index_select(0, &t.f_clamp_min(0)?.f_view([-1])?)?
         .f_view(t.size().as_slice())?
         .f_logical_and(&t.f_ge(0)?)?;
-    let mut mask = is_held;
-    if keep_last {
-        let l = t.size()[1];
-        let not_last = Tensor::f_ones([l], (Kind::Bool, t.device()))?;
-        let _ = not_last.f_narrow(0, l - 1, 1)?.f_fill_(0)?;
-        mask = mask.f_logical_and(&not_last)?;
-    }
     let mut out = b.shallow_clone();
-    out.target = t.f_masked_fill(&mask, -1)?;
+    out.target = t.f_masked_fill(&is_held, -1)?;
     Ok(out)
+}
+
+/// Every target but the last position's set to −1 (one training target per window).
+fn last_target_only(b: &SeqBatch) -> Result<SeqBatch> {
+    let l = b.target.size()[1];
+    let mut out = b.shallow_clone();
+    out.target = Tensor::f_cat(
+        &[
+            b.target.f_narrow(1, 0, l - 1)?.f_full_like(-1)?,
+            b.target.f_narrow(1, l - 1, 1)?,
+        ],
+        1,
+    )?;
+    Ok(out)
+}
+
+/// Share of the test targets of new behaviours whose class is among the `n` highest scores.
+fn new_recall_at(scores: &behavior_models::Scores, y: &[u32], held: &[bool], n: usize) -> f64 {
+    let (mut total, mut hit) = (0usize, 0usize);
+    for (i, &t) in y.iter().enumerate() {
+        if !held[t as usize] {
+            continue;
+        }
+        total += 1;
+        let row = &scores.values[i * scores.k..(i + 1) * scores.k];
+        let v = row[t as usize];
+        // rank = classes scored strictly higher (ties in the target's favour)
+        let above = row.iter().filter(|&&x| x > v).count();
+        hit += usize::from(above < n);
+    }
+    hit as f64 / total.max(1) as f64
 }
 
 fn cat(parts: &[&SeqBatch]) -> Result<SeqBatch> {
@@ -320,11 +350,7 @@ pub fn run(
     let held_t = held_tensor(&held, device)?;
     // Pre-training data: held-out behaviours UNK in histories, never targets.
     let hidden_train = hide_in_history(&task.train.host, &held);
-    let pre_train = drop_held_targets(
-        &SeqBatch::from_windows(&hidden_train, device)?,
-        &held_t,
-        false,
-    )?;
+    let pre_train = drop_held_targets(&SeqBatch::from_windows(&hidden_train, device)?, &held_t)?;
     let mut pre_counts = task.counts.clone();
     for &c in &held_ids {
         pre_counts[c] = 0.0;
@@ -419,7 +445,8 @@ pub fn run(
     replay_idx.shuffle(&mut rng);
     replay_idx.truncate(cfg.replay);
     replay_idx.sort_unstable();
-    let replay = pre_train.select(&Tensor::from_slice(&replay_idx).to_device(device))?;
+    let replay =
+        last_target_only(&pre_train.select(&Tensor::from_slice(&replay_idx).to_device(device))?)?;
     let map: Vec<Option<usize>> = (0..task.k).map(|c| (!held[c]).then_some(c)).collect();
     let mut shots = cfg.shots.clone();
     shots.sort_unstable();
@@ -434,13 +461,11 @@ pub fn run(
             idx.extend_from_slice(&by_class[c][..n]);
         }
         idx.sort_unstable();
-        let shots_b = drop_held_targets(
+        let shots_b = last_target_only(
             &task
                 .train
                 .tensors
                 .select(&Tensor::from_slice(&idx).to_device(device))?,
-            &held_t,
-            true,
         )?;
         let data = cat(&[&shots_b, &replay])?;
         let systems: Vec<(String, Option<&str>, bool)> = vec![
@@ -461,6 +486,7 @@ pub fn run(
                 system: name.clone(),
                 new_recall: vec![],
                 new_macro: vec![],
+                new_recall5: vec![],
                 old_accuracy: vec![],
                 old_delta: vec![],
             };
@@ -509,13 +535,15 @@ pub fn run(
                 };
                 let s = p.score(&task.test.host)?;
                 let (nr, nm, old) = measure(&predict(&s, None), y, &held, &held_ids);
+                let r5 = new_recall_at(&s, y, &held, 5);
                 let base = pretrained_old[usize::from(source == Some("dro"))].1[si];
                 tracing::info!(
-                    "{tag}: new {nr:.4} (macro {nm:.4}), old {old:.4} ({:+.4})",
+                    "{tag}: new {nr:.4} (macro {nm:.4}, R@5 {r5:.4}), old {old:.4} ({:+.4})",
                     old - base
                 );
                 row.new_recall.push(nr);
                 row.new_macro.push(nm);
+                row.new_recall5.push(r5);
                 row.old_accuracy.push(old);
                 row.old_delta.push(old - base);
             }
@@ -566,7 +594,7 @@ fn render(
     rows: &[Row],
 ) -> String {
     let mut s = format!(
-        "### BehaveGPT new-behaviour adaptation on {dataset} ({} seed(s), {} replay windows)\n\nHeld out: {}.\n\nPre-trained old-behaviour accuracy: {}.\n\n| k | examples used | system | new-behaviour recall | new macro recall | old accuracy | Δ old vs pre-trained |\n|---:|---|---|---:|---:|---:|---:|\n",
+        "### BehaveGPT new-behaviour adaptation on {dataset} ({} seed(s), {} replay windows)\n\nHeld out: {}.\n\nPre-trained old-behaviour accuracy: {}.\n\n| k | examples used | system | new-behaviour recall | new macro recall | new Recall@5 | old accuracy | Δ old vs pre-trained |\n|---:|---|---|---:|---:|---:|---:|---:|\n",
         cfg.behavegpt.seeds,
         cfg.replay,
         held.iter()
@@ -581,16 +609,61 @@ fn render(
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {:?} | {} | {} | {} | {} | {} |",
+            "| {} | {:?} | {} | {} | {} | {} | {} | {} |",
             r.k,
             r.k_used,
             r.system,
             ms(&r.new_recall),
             ms(&r.new_macro),
+            ms(&r.new_recall5),
             ms(&r.old_accuracy),
             ms(&r.old_delta)
         );
     }
-    s.push_str("\nNew-behaviour recall = accuracy over test targets of a held-out behaviour; old accuracy over the others; Δ old against the same seed's pre-trained model with the new classes masked (scratch: against the CE-pretrained one).\n");
+    s.push_str("\nNew-behaviour recall = accuracy over test targets of a held-out behaviour (Recall@5: in the top 5); old accuracy over the others; every adaptation window trains on its last target only; Δ old against the same seed's pre-trained model with the new classes masked (scratch: against the CE-pretrained one).\n");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// One training target per adaptation window: the last position's.
+    #[test]
+    fn last_target_only_keeps_the_last_position() -> Result<()> {
+        let t = |v: &[i64]| Tensor::from_slice(v).view([2, 3]);
+        let b = SeqBatch {
+            weekday: t(&[0; 6]),
+            slot: t(&[0; 6]),
+            loc: t(&[0; 6]),
+            behaviour: t(&[3, 4, 5, 3, 4, 5]),
+            target: t(&[1, 2, 0, 2, 0, 1]),
+        };
+        let out = last_target_only(&b)?;
+        assert_eq!(
+            Vec::<i64>::try_from(out.target.view([-1]))?,
+            vec![-1, -1, 0, -1, -1, 1]
+        );
+        Ok(())
+    }
+
+    /// Recall@n over new-behaviour targets only, ties counted in the target's favour.
+    #[test]
+    fn new_recall_at_counts_new_targets_in_the_top_n() -> Result<()> {
+        let scores = behavior_models::Scores::new(
+            vec![
+                0.1, 0.2, 0.7, // target 0 (new): rank 3
+                0.5, 0.3, 0.2, // target 1 (old): ignored
+                0.4, 0.2, 0.4, // target 2 (new): tied first
+            ],
+            3,
+            3,
+        )?;
+        let held = [true, false, true];
+        let y = [0, 1, 2];
+        assert_eq!(new_recall_at(&scores, &y, &held, 1), 0.5);
+        assert_eq!(new_recall_at(&scores, &y, &held, 3), 1.0);
+        assert_eq!(new_recall_at(&scores, &y, &[false; 3], 1), 0.0);
+        Ok(())
+    }
 }

@@ -37,10 +37,17 @@ fn new_behaviour_smoke_preset_end_to_end() -> anyhow::Result<()> {
     assert_eq!(o.rows.len(), 10);
     for r in &o.rows {
         assert!(r.k_used.iter().all(|&u| u >= 1 && u <= r.k), "{r:?}");
-        for v in r.new_recall.iter().chain(&r.old_accuracy) {
+        for v in r
+            .new_recall
+            .iter()
+            .chain(&r.new_recall5)
+            .chain(&r.old_accuracy)
+        {
             assert!((0.0..=1.0).contains(v), "{r:?}");
         }
         assert_eq!(r.new_recall.len(), 1);
+        // Recall@5 counts at least the top-1 hits
+        assert!(r.new_recall5[0] >= r.new_recall[0], "{r:?}");
     }
     Ok(())
 }
