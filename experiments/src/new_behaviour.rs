@@ -34,7 +34,7 @@ use serde::{Deserialize, Serialize};
 use std::fmt::Write as _;
 use std::path::PathBuf;
 use tch::nn::VarStore;
-use tch::{Device, Kind, Tensor};
+use tch::{Device, Tensor};
 
 use crate::behavegpt::{open_task, BehaveGptExpConfig};
 use crate::cli::{CommonArgs, Preset};
