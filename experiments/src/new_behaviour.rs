@@ -11,7 +11,7 @@
 //!    only** — so `k` and `replay` count targets on both sides: the new behaviours are
 //!    `k·|held|` of the `k·|held| + replay` targets (with every position of a replay window
 //!    trained, a window of 32 would hide a 32× imbalance: the first `cpu` run on sim-habits
-//!    never predicted a new behaviour, even at k = 100). The new rows start fresh (`transfer_weights` with the
+//!    never predicted a new behaviour at k = 1, 5 or 20). The new rows start fresh (`transfer_weights` with the
 //!    held-out classes unmapped) and the model trains with full fine-tuning or with a frozen
 //!    backbone (only `emb.` and `head.` variables), against training from scratch on the same
 //!    data. Every training goes through `table::train_neural`.
