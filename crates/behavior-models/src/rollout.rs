@@ -67,6 +67,89 @@ pub struct FutureEvent {
     pub location: u32,
 }
 
+/// The users' sliding windows during a roll-out: per user the four input columns (behaviour
+/// token, weekday, slot, location), oldest first, real events only, at most `len` long.
+struct Windows<'a> {
+    start: &'a SequenceBatch,
+    cols: Vec<[Vec<u32>; 4]>,
+}
+
+impl<'a> Windows<'a> {
+    fn new(start: &'a SequenceBatch) -> Self {
+        let l = start.len;
+        let cols = (0..start.n)
+            .map(|u| {
+                let real = start.lengths[u] as usize;
+                let row = |v: &[u32]| v[u * l + l - real..(u + 1) * l].to_vec();
+                [
+                    row(&start.history),
+                    row(&start.hist_weekday),
+                    row(&start.hist_slot),
+                    row(&start.hist_location),
+                ]
+            })
+            .collect();
+        Self { start, cols }
+    }
+
+    /// The `active` users' windows, left-padded, as one batch; `next(u)` is the context of the
+    /// event to predict (mode A: the skeleton's; mode B: unknown, zeros).
+    fn batch(&self, active: &[usize], next: impl Fn(usize) -> FutureEvent) -> SequenceBatch {
+        let l = self.start.len;
+        let mut b = SequenceBatch::new(l);
+        b.n = active.len();
+        for &u in active {
+            let w = &self.cols[u];
+            let real = w[0].len();
+            for (col, dst) in [
+                &mut b.history,
+                &mut b.hist_weekday,
+                &mut b.hist_slot,
+                &mut b.hist_location,
+            ]
+            .into_iter()
+            .enumerate()
+            {
+                dst.extend(std::iter::repeat_n(0, l - real));
+                dst.extend_from_slice(&w[col]);
+            }
+            b.lengths.push(real as u32);
+            b.target.push(0);
+            let e = next(u);
+            b.target_weekday.push(e.weekday);
+            b.target_slot.push(e.slot);
+            b.target_location.push(e.location);
+            b.user.push(self.start.user[u]);
+            b.index.push(self.start.index[u]);
+        }
+        b
+    }
+
+    /// Appends user `u`'s event (behaviour class `c` at `e`), dropping the oldest beyond `len`.
+    fn push(&mut self, u: usize, c: u32, e: FutureEvent) {
+        let l = self.start.len;
+        let w = &mut self.cols[u];
+        for (col, v) in [c + NUM_RESERVED, e.weekday, e.slot, e.location]
+            .into_iter()
+            .enumerate()
+        {
+            w[col].push(v);
+            if w[col].len() > l {
+                w[col].remove(0);
+            }
+        }
+    }
+
+    /// User `u`'s last (weekday, slot).
+    fn last_time(&self, u: usize) -> (u32, u32) {
+        let w = &self.cols[u];
+        (
+            w[1].last().copied().unwrap_or(0),
+            w[2].last().copied().unwrap_or(0),
+        )
+    }
+}
+
 /// Rolls every user of `start` forward along their `skeleton`: row `u` of `start` is the user's
 /// window of observed events (its target fields are ignored), `skeleton[u]` the contexts of the
 /// events to generate. Returns the generated behaviour class ids, `skeleton[u].len()` per user.
@@ -85,21 +168,8 @@ pub fn rollout(
             start.n
         )));
     }
-    let l = start.len;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    // per user: the window's columns, oldest first, real events only
-    let mut win: Vec<[Vec<u32>; 4]> = (0..start.n)
-        .map(|u| {
-            let real = start.lengths[u] as usize;
-            let row = |v: &[u32]| v[u * l + l - real..(u + 1) * l].to_vec();
-            [
-                row(&start.history),
-                row(&start.hist_weekday),
-                row(&start.hist_slot),
-                row(&start.hist_location),
-            ]
-        })
-        .collect();
+    let mut win = Windows::new(start);
     let mut out: Vec<Vec<u32>> = skeleton
         .iter()
         .map(|s| Vec::with_capacity(s.len()))
@@ -107,32 +177,7 @@ pub fn rollout(
     let horizon = skeleton.iter().map(Vec::len).max().unwrap_or(0);
     for t in 0..horizon {
         let active: Vec<usize> = (0..start.n).filter(|&u| t < skeleton[u].len()).collect();
-        let mut b = SequenceBatch::new(l);
-        b.n = active.len();
-        for &u in &active {
-            let w = &win[u];
-            let real = w[0].len();
-            for (col, dst) in [
-                &mut b.history,
-                &mut b.hist_weekday,
-                &mut b.hist_slot,
-                &mut b.hist_location,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                dst.extend(std::iter::repeat_n(0, l - real));
-                dst.extend_from_slice(&w[col]);
-            }
-            b.lengths.push(real as u32);
-            b.target.push(0);
-            let e = skeleton[u][t];
-            b.target_weekday.push(e.weekday);
-            b.target_slot.push(e.slot);
-            b.target_location.push(e.location);
-            b.user.push(start.user[u]);
-            b.index.push(start.index[u]);
-        }
+        let b = win.batch(&active, |u| skeleton[u][t]);
         let scores = predictor.score(&b)?;
         let k = scores.k;
         let logp: Vec<f32> = scores
@@ -143,17 +188,7 @@ pub fn rollout(
         let logits = Tensor::f_from_slice(&logp)?.f_view([active.len() as i64, k as i64])?;
         let picks = sample_rows(&logits, cfg.temperature, cfg.top_p, &mut rng)?;
         for (&u, &c) in active.iter().zip(&picks) {
-            let e = skeleton[u][t];
-            let w = &mut win[u];
-            for (col, v) in [c as u32 + NUM_RESERVED, e.weekday, e.slot, e.location]
-                .into_iter()
-                .enumerate()
-            {
-                w[col].push(v);
-                if w[col].len() > l {
-                    w[col].remove(0);
-                }
-            }
+            win.push(u, c as u32, skeleton[u][t]);
             out[u].push(c as u32);
         }
     }
@@ -193,50 +228,18 @@ pub fn rollout_free(
             "rollout_free: horizon_days ({horizon_days}) and max_events ({max_events}) must be >= 1"
         )));
     }
-    let l = start.len;
     let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
-    let mut win: Vec<[Vec<u32>; 4]> = (0..start.n)
-        .map(|u| {
-            let real = start.lengths[u] as usize;
-            let row = |v: &[u32]| v[u * l + l - real..(u + 1) * l].to_vec();
-            [
-                row(&start.history),
-                row(&start.hist_weekday),
-                row(&start.hist_slot),
-                row(&start.hist_location),
-            ]
-        })
-        .collect();
+    let mut win = Windows::new(start);
     let mut out: Vec<Vec<GeneratedEvent>> = vec![vec![]; start.n];
     // per user: (days since the first generated event's day, that event's slot)
     let mut clock: Vec<Option<(u32, u32)>> = vec![None; start.n];
     let mut active: Vec<usize> = (0..start.n).collect();
     while !active.is_empty() {
-        let mut b = SequenceBatch::new(l);
-        b.n = active.len();
-        for &u in &active {
-            let w = &win[u];
-            let real = w[0].len();
-            for (col, dst) in [
-                &mut b.history,
-                &mut b.hist_weekday,
-                &mut b.hist_slot,
-                &mut b.hist_location,
-            ]
-            .into_iter()
-            .enumerate()
-            {
-                dst.extend(std::iter::repeat_n(0, l - real));
-                dst.extend_from_slice(&w[col]);
-            }
-            b.lengths.push(real as u32);
-            b.target.push(0);
-            b.target_weekday.push(0);
-            b.target_slot.push(0);
-            b.target_location.push(0);
-            b.user.push(start.user[u]);
-            b.index.push(start.index[u]);
-        }
+        let b = win.batch(&active, |_| FutureEvent {
+            weekday: 0,
+            slot: 0,
+            location: 0,
+        });
         let t = SeqBatch::from_windows(&b, device)?;
         let (logits, ctx) = tch::no_grad(|| model.logits_and_context(&t, false))?;
         let ctx = ctx.ok_or_else(|| {
@@ -259,11 +262,7 @@ pub fn rollout_free(
         let pick_l = sample_rows(&last(&ctx.r#where)?, cfg.temperature, cfg.top_p, &mut rng)?;
         let mut still = vec![];
         for (i, &u) in active.iter().enumerate() {
-            let w = &mut win[u];
-            let (cur_wd, cur_slot) = (
-                w[1].last().copied().unwrap_or(0),
-                w[2].last().copied().unwrap_or(0),
-            );
+            let (cur_wd, cur_slot) = win.last_time(u);
             let (mut ahead, slot) = (pick_w[i] as u32 / n_slots, pick_w[i] as u32 % n_slots);
             if ahead == 0 && slot < cur_slot {
                 ahead = 7;
@@ -285,15 +284,15 @@ pub fn rollout_free(
                 location: pick_l[i] as u32,
                 behaviour: pick_b[i] as u32,
             };
-            for (col, v) in [e.behaviour + NUM_RESERVED, e.weekday, e.slot, e.location]
-                .into_iter()
-                .enumerate()
-            {
-                w[col].push(v);
-                if w[col].len() > l {
-                    w[col].remove(0);
-                }
-            }
+            win.push(
+                u,
+                e.behaviour,
+                FutureEvent {
+                    weekday: e.weekday,
+                    slot: e.slot,
+                    location: e.location,
+                },
+            );
             out[u].push(e);
             if out[u].len() < max_events {
                 still.push(u);
