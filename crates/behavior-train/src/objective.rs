@@ -633,18 +633,7 @@ impl MaskedEvents {
     /// # Shapes
     /// `rec: [B, L, V]`, `original, masked: [B, L]` → scalar.
     pub fn reconstruction_loss(rec: &Tensor, original: &Tensor, masked: &Tensor) -> Result<Tensor> {
-        let v = rec.size().last().copied().unwrap_or(0);
-        let y = original.f_where_scalarother(masked, -1)?.f_reshape([-1])?;
-        let ce = rec.f_reshape([-1, v])?.f_cross_entropy_loss::<Tensor>(
-            &y.f_clamp_min(0)?,
-            None,
-            Reduction::None,
-            -100,
-            0.0,
-        )?;
-        let w = masked.f_reshape([-1])?.f_to_kind(Kind::Float)?;
-        let n = w.f_sum(Kind::Float)?.f_clamp_min(1.0)?;
-        Ok((ce * &w).f_sum(Kind::Float)? / n)
+        masked_ce(rec, &original.f_where_scalarother(masked, -1)?)
     }
 }
 
