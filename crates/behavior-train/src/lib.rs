@@ -22,6 +22,7 @@
 
 pub mod behaviorlm;
 pub mod checkpoint;
+pub mod dist;
 pub mod error;
 pub mod grpo;
 pub mod loss;
