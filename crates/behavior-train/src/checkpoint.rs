@@ -59,6 +59,14 @@ pub struct TrainState {
     pub curve: Vec<CurvePoint>,
     /// Validation results so far.
     pub evals: Vec<EvalPoint>,
+    /// Data-parallel ranks the run trains on (`cursor` counts global micro-batches of
+    /// `batch_size × world_size` items); 1 in checkpoints written before data parallelism.
+    #[serde(default = "one")]
+    pub world_size: u64,
+}
+
+fn one() -> u64 {
+    1
 }
 
 /// The name of the folder for `step`.

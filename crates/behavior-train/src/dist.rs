@@ -1,16 +1,33 @@
-//! Collective communication for data-parallel training (issue #16, work in progress).
+//! Collective communication for data-parallel training.
 //!
 //! A [`Communicator`] knows its rank and the world size and can sum `f32` buffers over all
 //! ranks, broadcast one rank's buffer and wait at a barrier. [`SingleProcess`] (world size 1)
 //! is the default and costs nothing; with the `mpi` feature, [`MpiComm`] runs the same calls on
-//! Open MPI through the `mpi` crate (launched with `mpirun -np N`). [`all_reduce_mean`] averages
-//! a model's gradient tensors over the ranks, flattened into few large buckets.
+//! Open MPI through the `mpi` crate (launched with `mpirun -np N` or `srun`). [`all_reduce_mean`]
+//! averages a model's gradient tensors over the ranks, flattened into few large buckets.
+//!
+//! [`crate::fit`] takes a communicator in [`crate::FitOptions::comm`]; see its documentation for
+//! what data parallelism means there (sharding, averaging, who writes checkpoints).
 
 use crate::{Error, Result};
 use tch::{Device, Kind, Tensor};
 
-/// Rank, world size and the collectives data parallelism needs.
-pub trait Communicator {
+/// Gradient values per all-reduce bucket: 25 MiB of `f32`, PyTorch DDP's default bucket size.
+pub const BUCKET_ELEMS: usize = 25 * 1024 * 1024 / 4;
+
+/// Rank `rank`'s shard `(start, len)` of the global micro-batch at epoch positions
+/// `gstart .. gstart + glen` split over `world` ranks: `world` consecutive shards of
+/// `⌈glen / world⌉` positions each, so a short global micro-batch runs past `gstart + glen`
+/// (the caller wraps those positions to the start of the epoch, as `DistributedSampler` pads).
+pub fn shard(gstart: i64, glen: i64, rank: usize, world: usize) -> (i64, i64) {
+    let w = world.max(1) as i64;
+    let c = (glen + w - 1) / w;
+    (gstart + rank as i64 * c, c)
+}
+
+/// Rank, world size and the collectives data parallelism needs. Every rank must make the same
+/// calls in the same order (the collectives block until all ranks arrive).
+pub trait Communicator: std::fmt::Debug + Send + Sync {
     /// This process's rank, `0..world_size()`.
     fn rank(&self) -> usize;
     /// Number of ranks.
@@ -51,41 +68,78 @@ impl Communicator for SingleProcess {
 }
 
 /// Open MPI through the `mpi` crate (feature `mpi`): the world communicator of this process,
-/// which holds MPI initialised until it is dropped.
+/// which holds MPI initialised until it is dropped (drop it on the thread that created it, as
+/// MPI wants `MPI_Finalize` on the initialising thread).
+///
+/// MPI is initialised at `MPI_THREAD_SERIALIZED` and every call goes through one mutex, so the
+/// communicator may be shared between threads (one collective at a time per process).
 #[cfg(feature = "mpi")]
 pub struct MpiComm {
-    _universe: mpi::environment::Universe,
+    lock: std::sync::Mutex<()>,
     world: mpi::topology::SimpleCommunicator,
+    rank: usize,
+    size: usize,
+    _universe: mpi::environment::Universe,
+}
+
+// SAFETY: the raw MPI handles inside are only used while `lock` is held, and MPI was initialised
+// with (at least) MPI_THREAD_SERIALIZED, under which any thread may call MPI as long as calls do
+// not overlap (MPI 4.0 §11.6).
+#[cfg(feature = "mpi")]
+unsafe impl Send for MpiComm {}
+#[cfg(feature = "mpi")]
+unsafe impl Sync for MpiComm {}
+
+#[cfg(feature = "mpi")]
+impl std::fmt::Debug for MpiComm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MpiComm {{ rank: {}, size: {} }}", self.rank, self.size)
+    }
 }
 
 #[cfg(feature = "mpi")]
 impl MpiComm {
-    /// Initialises MPI (once per process); an error when it is already initialised.
+    /// Initialises MPI (once per process); an error when it is already initialised or the
+    /// library cannot give `MPI_THREAD_SERIALIZED`.
     pub fn init() -> Result<Self> {
-        let universe = mpi::initialize()
+        use mpi::environment::Threading;
+        use mpi::traits::Communicator as _;
+        let (universe, level) = mpi::initialize_with_threading(Threading::Serialized)
             .ok_or_else(|| Error::Config("MPI is already initialised in this process".into()))?;
+        if level < Threading::Serialized {
+            return Err(Error::Config(format!(
+                "the MPI library offers thread level {level:?}, data parallelism needs Serialized"
+            )));
+        }
         let world = universe.world();
+        let (rank, size) = (world.rank() as usize, world.size() as usize);
         Ok(Self {
-            _universe: universe,
+            lock: std::sync::Mutex::new(()),
             world,
+            rank,
+            size,
+            _universe: universe,
         })
+    }
+
+    fn guard(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.lock.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 #[cfg(feature = "mpi")]
 impl Communicator for MpiComm {
     fn rank(&self) -> usize {
-        use mpi::traits::Communicator as _;
-        self.world.rank() as usize
+        self.rank
     }
     fn world_size(&self) -> usize {
-        use mpi::traits::Communicator as _;
-        self.world.size() as usize
+        self.size
     }
     fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
         use mpi::collective::SystemOperation;
         use mpi::traits::CommunicatorCollectives as _;
         let send = buf.to_vec();
+        let _g = self.guard();
         self.world
             .all_reduce_into(&send[..], buf, SystemOperation::sum());
         Ok(())
@@ -98,11 +152,13 @@ impl Communicator for MpiComm {
                 self.world_size()
             )));
         }
+        let _g = self.guard();
         self.world.process_at_rank(root as i32).broadcast_into(buf);
         Ok(())
     }
     fn barrier(&self) -> Result<()> {
         use mpi::traits::CommunicatorCollectives as _;
+        let _g = self.guard();
         self.world.barrier();
         Ok(())
     }
@@ -172,8 +228,29 @@ pub fn all_reduce_mean(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// The shards of a global micro-batch are disjoint, equally long, start at its start
+        /// and cover it; at most `world − 1` positions run past its end.
+        #[test]
+        fn shards_are_equal_disjoint_and_cover_the_global_batch(
+            gstart in 0i64..1000, glen in 1i64..300, world in 1usize..9,
+        ) {
+            let shards: Vec<(i64, i64)> = (0..world).map(|r| shard(gstart, glen, r, world)).collect();
+            prop_assert_eq!(shards[0].0, gstart);
+            for w in shards.windows(2) {
+                prop_assert_eq!(w[0].0 + w[0].1, w[1].0);
+                prop_assert_eq!(w[0].1, w[1].1);
+            }
+            let end = shards[world - 1].0 + shards[world - 1].1;
+            prop_assert!(end >= gstart + glen);
+            prop_assert!(end - (gstart + glen) < world as i64);
+        }
+    }
 
     /// A fake world of `n` ranks holding identical buffers: the sum is `n ×` the buffer.
+    #[derive(Debug)]
     struct Replicated(usize);
 
     impl Communicator for Replicated {

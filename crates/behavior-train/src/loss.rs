@@ -115,6 +115,8 @@ pub struct Loss {
     last_weights: Option<Tensor>,
     /// The context heads' last losses (when, where; detached scalars), for logging.
     pub(crate) last_context: Option<(Tensor, Tensor)>,
+    /// Data-parallel ranks whose per-class statistics the DRO losses share (training only).
+    comm: Option<std::sync::Arc<dyn crate::dist::Communicator>>,
     k: i64,
 }
 
@@ -189,8 +191,19 @@ impl Loss {
             radius,
             last_weights: None,
             last_context: None,
+            comm: None,
             k,
         })
+    }
+
+    /// Shares the DRO losses' per-class statistics with the other data-parallel ranks: in
+    /// training, the per-class loss sums and counts of the micro-batch are all-reduced, so every
+    /// rank computes the same class means — and the same group-DRO `q` update, KL tilt and ball
+    /// worst case — as one process over the global micro-batch; each rank's gradient is scaled
+    /// so that the trainer's average over ranks is that global gradient. CE, focal and
+    /// reweighted CE need nothing (plain means: the trainer averages their gradients).
+    pub fn set_communicator(&mut self, comm: std::sync::Arc<dyn crate::dist::Communicator>) {
+        self.comm = (comm.world_size() > 1).then_some(comm);
     }
 
     /// The config this loss was built from.
@@ -235,7 +248,7 @@ impl Loss {
                 Ok(logits.f_cross_entropy_loss(labels, Some(w), Reduction::Mean, -1, 0.0)?)
             }
             LossConfig::GroupDro { eta, .. } => {
-                let (mean_c, present) = self.per_class(logits, labels, &safe, &validf)?;
+                let (mean_c, present) = self.per_class(logits, labels, &safe, &validf, train)?;
                 let q = self
                     .q
                     .as_ref()
@@ -261,7 +274,7 @@ impl Loss {
                 Ok(loss)
             }
             LossConfig::KlDro { lambda } => {
-                let (mean_c, present) = self.per_class(logits, labels, &safe, &validf)?;
+                let (mean_c, present) = self.per_class(logits, labels, &safe, &validf, train)?;
                 // log P̂ restricted to present classes (absent → -inf), renormalised.
                 let neg_inf =
                     Tensor::full([self.k], f64::NEG_INFINITY, (Kind::Float, logits.device()));
@@ -276,7 +289,7 @@ impl Loss {
                 Ok(loss)
             }
             LossConfig::BallDro { .. } => {
-                let (mean_c, present) = self.per_class(logits, labels, &safe, &validf)?;
+                let (mean_c, present) = self.per_class(logits, labels, &safe, &validf, train)?;
                 let radius = self
                     .radius
                     .as_ref()
@@ -303,18 +316,38 @@ impl Loss {
         }
     }
 
-    /// Mean CE per class over the batch and a `[K]` 0/1 mask of classes present.
+    /// Mean CE per class over the batch and a `[K]` 0/1 mask of classes present. With a
+    /// communicator in training, over the global micro-batch of all ranks: the value is
+    /// `Σ_r sum_rc / Σ_r count_rc`, its gradient `W · ∂sum_rc / Σ_r count_rc` on rank `r`, so
+    /// the average of the ranks' gradients of any function of the means is the global one.
     fn per_class(
         &self,
         logits: &Tensor,
         labels: &Tensor,
         safe: &Tensor,
         validf: &Tensor,
+        train: bool,
     ) -> Result<(Tensor, Tensor)> {
         let ce = logits.f_cross_entropy_loss::<Tensor>(labels, None, Reduction::None, -1, 0.0)?; // [N], 0 where ignored
         let zeros = Tensor::f_zeros([self.k], (Kind::Float, logits.device()))?;
         let sums = zeros.f_index_add(0, safe, &ce)?;
         let counts = zeros.f_index_add(0, safe, validf)?;
+        let (sums, counts) = match (&self.comm, train) {
+            (Some(comm), true) => {
+                let local = Tensor::f_cat(&[sums.f_detach()?, counts.shallow_clone()], 0)?
+                    .f_to_device(Device::Cpu)?;
+                let mut buf = Vec::<f32>::try_from(&local)?;
+                comm.all_reduce_sum(&mut buf)?;
+                let global = Tensor::f_from_slice(&buf)?.f_to_device(logits.device())?;
+                let w = comm.world_size() as f64;
+                let g_sums = global.f_narrow(0, 0, self.k)?;
+                let g_counts = global.f_narrow(0, self.k, self.k)?;
+                // value: the global sums; gradient: W × this rank's
+                let sums = g_sums + (&sums - sums.f_detach()?) * w;
+                (sums, g_counts)
+            }
+            _ => (sums, counts),
+        };
         let present = counts.f_gt(0.0)?.f_to_kind(Kind::Float)?;
         let mean_c = sums / counts.f_clamp_min(1.0)?;
         Ok((mean_c, present))

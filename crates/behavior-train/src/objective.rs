@@ -65,6 +65,12 @@ pub trait Objective<M: ?Sized, B> {
     /// Sets the dtype the model computes activations in (bf16 mixed precision on CUDA); models
     /// without the notion ignore it.
     fn set_compute_kind(&self, _model: &M, _kind: Kind) {}
+
+    /// Called by a data-parallel [`crate::fit`] before its first step: an objective whose state
+    /// depends on batch statistics (a DRO weight vector) all-reduces them through `comm` so that
+    /// every rank keeps the same state. Objectives that are plain means ignore it (the trainer
+    /// averages their gradients).
+    fn set_communicator(&mut self, _comm: std::sync::Arc<dyn crate::dist::Communicator>) {}
 }
 
 /// A source of micro-batches: `len()` items (sequences, examples, groups), of which the trainer
@@ -184,6 +190,9 @@ impl<M: SequenceModel + ?Sized> Objective<M, SeqBatch> for Loss {
     }
     fn set_compute_kind(&self, model: &M, kind: Kind) {
         model.set_compute_kind(kind)
+    }
+    fn set_communicator(&mut self, comm: std::sync::Arc<dyn crate::dist::Communicator>) {
+        Loss::set_communicator(self, comm)
     }
 }
 
@@ -691,6 +700,9 @@ impl<M: MaskedEventModel + ?Sized> Objective<M, SeqBatch> for MaskedEvents {
     }
     fn set_compute_kind(&self, model: &M, kind: Kind) {
         model.set_compute_kind(kind)
+    }
+    fn set_communicator(&mut self, comm: std::sync::Arc<dyn crate::dist::Communicator>) {
+        self.main.set_communicator(comm)
     }
 }
 

@@ -408,6 +408,7 @@ fn quiet(label: String) -> FitOptions {
         stop_after: None,
         progress: false,
         label,
+        comm: None,
     }
 }
 

@@ -17,6 +17,7 @@
 //! written after a non-finite loss, so the last good one stays intact).
 
 use crate::checkpoint::{self, CurvePoint, EvalPoint, TrainState};
+use crate::dist::{self, Communicator, SingleProcess};
 use crate::error::io_err;
 use crate::objective::{Batches, Objective};
 use crate::optim::{warmup_cosine, AdamW, AdamWConfig};
@@ -28,6 +29,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
@@ -207,18 +209,29 @@ impl TrainConfig {
         self.optim.check()
     }
 
-    /// Optimizer steps per epoch for `n` items.
+    /// Optimizer steps per epoch for `n` items (one process).
     pub fn steps_per_epoch(&self, n: i64) -> u64 {
-        let micro = (n as u64).div_ceil(self.batch_size as u64);
+        self.steps_per_epoch_on(n, 1)
+    }
+
+    /// Optimizer steps per epoch for `n` items on `world` data-parallel ranks (a global
+    /// micro-batch is `batch_size × world` items).
+    pub fn steps_per_epoch_on(&self, n: i64, world: usize) -> u64 {
+        let micro = (n as u64).div_ceil(self.batch_size as u64 * world.max(1) as u64);
         micro.div_ceil(self.grad_accum).max(1)
     }
 
-    /// Total optimizer steps for `n` items.
+    /// Total optimizer steps for `n` items (one process).
     pub fn total_steps(&self, n: i64) -> u64 {
+        self.total_steps_on(n, 1)
+    }
+
+    /// Total optimizer steps for `n` items on `world` data-parallel ranks.
+    pub fn total_steps_on(&self, n: i64, world: usize) -> u64 {
         if self.max_steps > 0 {
             self.max_steps
         } else {
-            self.epochs * self.steps_per_epoch(n)
+            self.epochs * self.steps_per_epoch_on(n, world)
         }
     }
 }
@@ -236,6 +249,8 @@ pub struct FitOptions {
     pub progress: bool,
     /// A label for the progress bar and log lines.
     pub label: String,
+    /// Data parallelism: the ranks to train with (`None` = this process alone). See [`fit`].
+    pub comm: Option<Arc<dyn Communicator>>,
 }
 
 impl FitOptions {
@@ -248,6 +263,7 @@ impl FitOptions {
             stop_after: None,
             progress: true,
             label: label.into(),
+            comm: None,
         }
     }
 }
@@ -276,8 +292,10 @@ pub struct TrainSummary {
     #[serde(skip)]
     pub step_seconds: Vec<f64>,
     /// Input tokens this call trained on (padding excluded; 0 for sources that do not count
-    /// tokens, see `Batches::tokens`).
+    /// tokens, see `Batches::tokens`); this rank's share under data parallelism.
     pub tokens: u64,
+    /// Host wall-clock seconds this call spent averaging gradients over the ranks (0 alone).
+    pub comm_seconds: f64,
 }
 
 fn mix(seed: u64, a: u64, b: u64) -> u64 {
@@ -396,7 +414,13 @@ where
     if n == 0 {
         return Err(Error::Config("no training items".into()));
     }
-    let total = cfg.total_steps(n);
+    let comm: Arc<dyn Communicator> = opts.comm.clone().unwrap_or_else(|| Arc::new(SingleProcess));
+    let (rank, world) = (comm.rank(), comm.world_size());
+    if world > 1 {
+        objective.set_communicator(comm.clone());
+    }
+    let global_batch = cfg.batch_size * world as i64;
+    let total = cfg.total_steps_on(n, world);
     let use_bf16 = cfg.bf16 && device.is_cuda();
     let compute = if use_bf16 {
         Kind::BFloat16
@@ -424,6 +448,7 @@ where
         evals_since_best: 0,
         curve: vec![],
         evals: vec![],
+        world_size: world as u64,
     };
     let ckpt_dir = opts.dir.as_ref().map(|d| d.join("checkpoints"));
     if opts.resume {
@@ -439,6 +464,14 @@ where
                         cfg.seed
                     )));
                 }
+                if loaded.state.world_size != world as u64 {
+                    return Err(Error::Checkpoint(format!(
+                        "{}: saved by a run on {} data-parallel rank(s), resuming on {world} \
+                         (the data order and step count depend on it)",
+                        latest.display(),
+                        loaded.state.world_size
+                    )));
+                }
                 opt.load_state(&loaded.optim_state, loaded.state.step)?;
                 objective.load_state(&loaded.optim_state)?;
                 state = loaded.state;
@@ -451,8 +484,10 @@ where
             }
         }
     }
-    let mut log = MetricsLog::open(opts.dir.as_deref(), opts.resume.then_some(state.step))?;
-    let bar = if opts.progress && std::io::stderr().is_terminal() {
+    let log_dir = if rank == 0 { opts.dir.as_deref() } else { None };
+    let ckpt_dir = if rank == 0 { ckpt_dir } else { None };
+    let mut log = MetricsLog::open(log_dir, opts.resume.then_some(state.step))?;
+    let bar = if rank == 0 && opts.progress && std::io::stderr().is_terminal() {
         let b = indicatif::ProgressBar::new(total);
         b.set_style(
             indicatif::ProgressStyle::with_template(
@@ -471,14 +506,16 @@ where
     // Best weights kept in memory for restore_best.
     let mut best_weights: Option<Vec<(String, Tensor)>> = None;
     let mut pending: Vec<(u64, f64, Tensor, Tensor)> = vec![]; // (step, lr, loss, grad_norm)
-    let micro_per_epoch = (n as u64).div_ceil(cfg.batch_size as u64);
+    let micro_per_epoch = (n as u64).div_ceil(global_batch as u64);
     let mut host_order = epoch_order(cfg.seed, state.epoch, n);
     let mut order = Tensor::from_slice(&host_order).to_device(device);
     let mut early_stopped = false;
     // Input tokens this call trained on (sources that count them; 0 otherwise).
     let mut tokens: u64 = 0;
+    let mut comm_seconds = 0.0;
 
-    // Reads pending per-step losses back (one copy) and fails on the first non-finite one.
+    // Reads pending per-step losses back (one copy; averaged over the ranks) and fails on the
+    // first non-finite one.
     let flush = |pending: &mut Vec<(u64, f64, Tensor, Tensor)>,
                  state: &mut TrainState,
                  log: &mut MetricsLog,
@@ -490,11 +527,17 @@ where
         }
         let losses: Vec<Tensor> = pending.iter().map(|p| p.2.shallow_clone()).collect();
         let norms: Vec<Tensor> = pending.iter().map(|p| p.3.shallow_clone()).collect();
-        let lv = Vec::<f64>::try_from(
+        let mut lv = Vec::<f64>::try_from(
             &Tensor::f_stack(&losses, 0)?
                 .f_to_kind(Kind::Double)?
                 .f_to_device(Device::Cpu)?,
         )?;
+        if comm.world_size() > 1 {
+            let mut buf: Vec<f32> = lv.iter().map(|&v| v as f32).collect();
+            comm.all_reduce_sum(&mut buf)?;
+            let w = comm.world_size() as f64;
+            lv = buf.iter().map(|&v| v as f64 / w).collect();
+        }
         let gv = Vec::<f64>::try_from(
             &Tensor::f_stack(&norms, 0)?
                 .f_to_kind(Kind::Double)?
@@ -564,15 +607,34 @@ where
                 host_order = epoch_order(cfg.seed, state.epoch, n);
                 order = Tensor::from_slice(&host_order).to_device(device);
             }
-            let start = (state.cursor * cfg.batch_size as u64) as i64;
-            let len = cfg.batch_size.min(n - start);
-            tokens += data.tokens(&host_order[start as usize..(start + len) as usize]);
-            let batch = data.batch(
-                &host_order[start as usize..(start + len) as usize],
-                &order.f_narrow(0, start, len)?,
-            )?;
+            let gstart = (state.cursor * global_batch as u64) as i64;
+            let glen = global_batch.min(n - gstart);
+            let batch = if world == 1 {
+                tokens += data.tokens(&host_order[gstart as usize..(gstart + glen) as usize]);
+                data.batch(
+                    &host_order[gstart as usize..(gstart + glen) as usize],
+                    &order.f_narrow(0, gstart, glen)?,
+                )?
+            } else {
+                let (start, len) = dist::shard(gstart, glen, rank, world);
+                if start + len <= n {
+                    let host = &host_order[start as usize..(start + len) as usize];
+                    tokens += data.tokens(host);
+                    data.batch(host, &order.f_narrow(0, start, len)?)?
+                } else {
+                    // padding of the epoch's last global micro-batch: wrap to its start
+                    let host: Vec<i64> = (start..start + len)
+                        .map(|p| host_order[(p % n) as usize])
+                        .collect();
+                    tokens += data.tokens(&host);
+                    let dev = Tensor::f_from_slice(&host)?.f_to_device(device)?;
+                    data.batch(&host, &dev)?
+                }
+            };
             state.cursor += 1;
-            tch::manual_seed(mix(cfg.seed, state.step + 1, micro) as i64 & i64::MAX);
+            // ranks draw different dropout masks (one process: the historical stream)
+            let stream = micro | ((rank as u64) << 32);
+            tch::manual_seed(mix(cfg.seed, state.step + 1, stream) as i64 & i64::MAX);
             let l = objective.loss(model, &batch, true)?;
             let l = l / cfg.grad_accum as f64;
             let g = opt.backward(&l)?;
@@ -582,6 +644,11 @@ where
                 AdamW::accumulate(&mut grads, g)?;
             }
             step_loss += l.f_detach()?;
+        }
+        if world > 1 {
+            let t = std::time::Instant::now();
+            dist::all_reduce_mean(comm.as_ref(), &mut grads, dist::BUCKET_ELEMS)?;
+            comm_seconds += t.elapsed().as_secs_f64();
         }
         let gnorm = AdamW::clip(&grads, cfg.clip_norm)?;
         opt.step_with(&grads, lr)?;
@@ -645,6 +712,23 @@ where
                 if es.patience > 0 && state.evals_since_best >= es.patience {
                     early_stopped = true;
                 }
+                if world > 1 {
+                    // rank 0 decides (the ranks' metrics agree unless evaluation is itself
+                    // nondeterministic; control flow must agree regardless)
+                    let mut flags = [is_best as u8 as f32, early_stopped as u8 as f32];
+                    comm.broadcast(&mut flags, 0)?;
+                    let (b, s) = (flags[0] > 0.5, flags[1] > 0.5);
+                    if b && !is_best {
+                        state.best_value = Some(v);
+                        state.best_step = Some(state.step);
+                        state.evals_since_best = 0;
+                        if cfg.restore_best {
+                            best_weights = Some(snapshot(&params));
+                        }
+                    }
+                    is_best = b;
+                    early_stopped = s;
+                }
             }
             bar.set_message(format!("{} {metrics:?}", opts.label));
             state.evals.push(EvalPoint {
@@ -693,6 +777,7 @@ where
         seconds: t0.elapsed().as_secs_f64(),
         step_seconds,
         tokens,
+        comm_seconds,
     })
 }
 

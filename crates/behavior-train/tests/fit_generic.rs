@@ -108,6 +108,7 @@ fn lora_sft_through_fit_resumes_bit_identically_and_touches_only_the_adapter() -
             stop_after: stop,
             progress: false,
             label: "sft".into(),
+            comm: None,
         };
         fit(
             &sft_cfg(9),

@@ -117,6 +117,7 @@ fn quiet() -> FitOptions {
         stop_after: None,
         progress: false,
         label: "test".into(),
+        comm: None,
     }
 }
 
