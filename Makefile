@@ -8,6 +8,9 @@ SHELL := /bin/bash
 # Override on the command line: make run EXPERIMENT=datasets ARGS="--preset cpu"
 EXPERIMENT ?= behavegpt
 ARGS ?= --preset smoke
+# The test suite builds the MPI data-parallel code and runs its two-rank tests (the bootstrap
+# installs Open MPI); `make test FEATURES=` checks the build without it.
+FEATURES ?= --features behavior-train/mpi,experiments/mpi
 
 .PHONY: run test bootstrap fmt lint bench
 
@@ -20,9 +23,9 @@ run: bootstrap
 
 test: bootstrap
 	cargo fmt --all --check
-	cargo clippy --workspace --all-targets -- -D warnings
-	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps
-	cargo test --workspace
+	cargo clippy --workspace --all-targets $(FEATURES) -- -D warnings
+	RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps $(FEATURES)
+	cargo test --workspace $(FEATURES)
 
 fmt:
 	cargo fmt --all

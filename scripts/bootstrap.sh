@@ -11,3 +11,4 @@ if command -v rustup >/dev/null 2>&1; then
 fi
 "$here/bootstrap-libtorch.sh"
 "$here/bootstrap-smollm2.sh"
+"$here/bootstrap-mpi.sh"

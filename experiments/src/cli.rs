@@ -60,6 +60,12 @@ pub struct CommonArgs {
     /// 1.1–1.6× faster at the cost of holding the peak heap; `off` keeps glibc's defaults.
     #[arg(long, value_enum, default_value_t = Switch::On, value_name = "on|off")]
     pub malloc_cache: Switch,
+    /// `none` (one process) or `mpi`: this process is one rank of a data-parallel job started
+    /// by `mpirun -np N experiments … --launcher mpi` (binary built with `--features mpi`).
+    /// Every rank trains on its shard of each batch and averages gradients; rank 0 writes the
+    /// results. Supported by `behavegpt`, `scaling` and `dro`.
+    #[arg(long, value_enum, default_value_t = crate::launcher::Launcher::None)]
+    pub launcher: crate::launcher::Launcher,
 }
 
 impl CommonArgs {
@@ -76,6 +82,7 @@ impl CommonArgs {
             out: out.into(),
             run_id: Some(run_id.into()),
             malloc_cache: Switch::Off,
+            launcher: crate::launcher::Launcher::None,
         }
     }
 }

@@ -11,6 +11,7 @@ pub mod datasets;
 pub mod doctor;
 pub mod dro;
 pub mod generate;
+pub mod launcher;
 pub mod new_behaviour;
 pub mod pituning;
 pub mod reasoning;

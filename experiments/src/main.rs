@@ -225,7 +225,15 @@ enum Cmd {
     },
 }
 
+/// [`setup_dist`] for an experiment that does not support `--launcher` (refused by name).
 fn setup(common: &CommonArgs) -> Result<tch::Device> {
+    experiments::launcher::refuse(common.launcher)?;
+    setup_dist(common)
+}
+
+/// Threads, allocator, device and (with `--launcher mpi`) the data-parallel job.
+fn setup_dist(common: &CommonArgs) -> Result<tch::Device> {
+    experiments::launcher::init(common.launcher)?;
     if common.malloc_cache == Switch::On && !behavior_models::device::retain_freed_cpu_memory() {
         tracing::warn!("--malloc-cache on has no effect here (it needs glibc)");
     }
@@ -240,9 +248,14 @@ fn setup(common: &CommonArgs) -> Result<tch::Device> {
 }
 
 fn main() -> Result<()> {
+    // ranks > 0 of an MPI job (Open MPI's or PMI's rank variable) log warnings only
+    let quiet = ["OMPI_COMM_WORLD_RANK", "PMI_RANK"]
+        .iter()
+        .any(|v| std::env::var(v).is_ok_and(|r| r != "0"));
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| if quiet { "warn" } else { "info" }.into()),
         )
         .with_writer(std::io::stderr)
         .init();
@@ -276,7 +289,7 @@ fn main() -> Result<()> {
             dataset,
             resume,
         } => {
-            let device = setup(&common)?;
+            let device = setup_dist(&common)?;
             let out = experiments::behavegpt::run(&common, device, dataset.as_deref(), resume)?;
             println!("{}\nresults: {}", out.verdict, out.dir.display());
         }
@@ -324,7 +337,7 @@ fn main() -> Result<()> {
             dataset,
             resume,
         } => {
-            let device = setup(&common)?;
+            let device = setup_dist(&common)?;
             let out = experiments::dro::run(&common, device, dataset.as_deref(), resume)?;
             println!("{}\nresults: {}", out.verdict, out.dir.display());
         }
@@ -359,7 +372,7 @@ fn main() -> Result<()> {
             dataset,
             resume,
         } => {
-            let device = setup(&common)?;
+            let device = setup_dist(&common)?;
             let out = experiments::scaling::run(&common, device, dataset.as_deref(), resume)?;
             for l in &out.summary {
                 println!("{l}");
@@ -376,5 +389,5 @@ fn main() -> Result<()> {
             println!("{}", serde_json::to_string(&r)?);
         }
     }
-    Ok(())
+    experiments::launcher::shutdown()
 }

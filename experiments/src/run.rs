@@ -114,9 +114,13 @@ impl Run {
         Ok(run)
     }
 
-    /// Writes `bytes` to `name` inside the run folder, atomically.
+    /// Writes `bytes` to `name` inside the run folder, atomically (on data-parallel rank 0
+    /// only; the other ranks compute the same results and write nothing).
     pub fn write(&self, name: &str, bytes: &[u8]) -> Result<PathBuf> {
         let path = self.dir.join(name);
+        if crate::launcher::rank() != 0 {
+            return Ok(path);
+        }
         write_atomic(&path, bytes).with_context(|| format!("writing {}", path.display()))?;
         Ok(path)
     }

@@ -545,7 +545,10 @@ pub fn train_neural(
         init(&vs).with_context(|| format!("initialising {tag}"))?;
     }
     let mut objective = Loss::new(loss, &task.counts, opts.device)?;
-    let fit_opts = FitOptions::saved(run.path().join("train").join(tag), opts.resume, tag);
+    let fit_opts = FitOptions {
+        comm: crate::launcher::comm(),
+        ..FitOptions::saved(run.path().join("train").join(tag), opts.resume, tag)
+    };
     let tcfg = TrainConfig {
         seed,
         ..opts.train.clone()

@@ -131,16 +131,32 @@ fn two_ranks_of_batch_b_match_one_process_of_batch_2b() {
         let (w2, w1) = (dir.path().join("w2"), dir.path().join("w1"));
         let common = ["--steps", "16", "--grad-accum", "2", "--loss", loss];
         let r2 = report(&run(
-            mpirun(2, &[&common[..], &["--batch", "16", "--out", w2.to_str().unwrap()]].concat()),
+            mpirun(
+                2,
+                &[
+                    &common[..],
+                    &["--batch", "16", "--out", w2.to_str().unwrap()],
+                ]
+                .concat(),
+            ),
             LIMIT,
         ));
         let r1 = report(&run(
-            single(&[&common[..], &["--batch", "32", "--out", w1.to_str().unwrap()]].concat()),
+            single(
+                &[
+                    &common[..],
+                    &["--batch", "32", "--out", w1.to_str().unwrap()],
+                ]
+                .concat(),
+            ),
             LIMIT,
         ));
         let d = max_diff(&weights(&w2), &weights(&w1));
         assert!(d < 2e-5, "{loss}: max |w(2 ranks × 16) − w(1 × 32)| = {d}");
-        let (l2, l1) = (r2["final_loss"].as_f64().unwrap(), r1["final_loss"].as_f64().unwrap());
+        let (l2, l1) = (
+            r2["final_loss"].as_f64().unwrap(),
+            r1["final_loss"].as_f64().unwrap(),
+        );
         assert!((l2 - l1).abs() < 1e-4, "{loss}: logged loss {l2} vs {l1}");
         if loss == "group-dro" {
             let q = |r: &serde_json::Value| -> Vec<f64> {
@@ -152,7 +168,12 @@ fn two_ranks_of_batch_b_match_one_process_of_batch_2b() {
                     .collect()
             };
             for (a, b) in q(&r2).iter().zip(q(&r1)) {
-                assert!((a - b).abs() < 1e-5, "group-DRO q {:?} vs {:?}", q(&r2), q(&r1));
+                assert!(
+                    (a - b).abs() < 1e-5,
+                    "group-DRO q {:?} vs {:?}",
+                    q(&r2),
+                    q(&r1)
+                );
             }
         }
     }
@@ -178,7 +199,11 @@ fn a_killed_rank_stops_the_job_which_then_resumes_from_the_last_checkpoint() {
     let out = run(
         mpirun(
             2,
-            &[&base[..], &["--dir", run_dir.to_str().unwrap(), "--die-at-step", "6"]].concat(),
+            &[
+                &base[..],
+                &["--dir", run_dir.to_str().unwrap(), "--die-at-step", "6"],
+            ]
+            .concat(),
         ),
         LIMIT,
     );
@@ -187,26 +212,52 @@ fn a_killed_rank_stops_the_job_which_then_resumes_from_the_last_checkpoint() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(!out.status.success(), "the job survived a dead rank:\n{text}");
+    assert!(
+        !out.status.success(),
+        "the job survived a dead rank:\n{text}"
+    );
     assert!(
         text.contains("dying after step 6") && text.contains("exit"),
         "the failure does not say which rank exited:\n{text}"
     );
-    assert!(started.elapsed() < Duration::from_secs(120), "slow to stop: {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(120),
+        "slow to stop: {:?}",
+        started.elapsed()
+    );
     let ckpts = run_dir.join("checkpoints");
     let latest = std::fs::read_to_string(ckpts.join("latest")).expect("rank 0 checkpointed");
-    assert!(latest.trim() < "step-00000006", "checkpoint {latest} after the crash step");
+    assert!(
+        latest.trim() < "step-00000006",
+        "checkpoint {latest} after the crash step"
+    );
     let r = report(&run(
         mpirun(
             2,
-            &[&base[..], &["--dir", run_dir.to_str().unwrap(), "--resume", "--out", resumed.to_str().unwrap()]].concat(),
+            &[
+                &base[..],
+                &[
+                    "--dir",
+                    run_dir.to_str().unwrap(),
+                    "--resume",
+                    "--out",
+                    resumed.to_str().unwrap(),
+                ],
+            ]
+            .concat(),
         ),
         LIMIT,
     ));
     assert_eq!(r["steps"], 14, "{r}");
-    assert!(r["steps_this_call"].as_u64().unwrap() < 14, "did not resume: {r}");
+    assert!(
+        r["steps_this_call"].as_u64().unwrap() < 14,
+        "did not resume: {r}"
+    );
     report(&run(
-        mpirun(2, &[&base[..], &["--out", straight.to_str().unwrap()]].concat()),
+        mpirun(
+            2,
+            &[&base[..], &["--out", straight.to_str().unwrap()]].concat(),
+        ),
         LIMIT,
     ));
     let d = max_diff(&weights(&resumed), &weights(&straight));
@@ -217,5 +268,8 @@ fn a_killed_rank_stops_the_job_which_then_resumes_from_the_last_checkpoint() {
         LIMIT,
     );
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("data-parallel rank"), "{err}");
+    assert!(
+        !out.status.success() && err.contains("data-parallel rank"),
+        "{err}"
+    );
 }
