@@ -180,7 +180,7 @@ pub fn all_reduce_mean(
     if world == 1 || grads.is_empty() {
         return Ok(());
     }
-    let scale = 1.0 / world as f32;
+    let scale = 1.0 / world as f64;
     let mut start = 0;
     while start < grads.len() {
         // one bucket: grads[start..end]
@@ -205,11 +205,8 @@ pub fn all_reduce_mean(
         let joined = Tensor::f_cat(&flat, 0)?.f_contiguous()?;
         let mut buf = Vec::<f32>::try_from(&joined)?;
         comm.all_reduce_sum(&mut buf)?;
-        for v in &mut buf {
-            *v *= scale;
-        }
         let mut offset = 0i64;
-        let reduced = Tensor::f_from_slice(&buf)?;
+        let reduced = Tensor::f_from_slice(&buf)?.f_mul_scalar(scale)?;
         for g in &mut grads[start..end] {
             let n = g.numel() as i64;
             let part = reduced
