@@ -8,9 +8,9 @@ SHELL := /bin/bash
 # Override on the command line: make run EXPERIMENT=datasets ARGS="--preset cpu"
 EXPERIMENT ?= behavegpt
 ARGS ?= --preset smoke
-# The test suite builds the MPI data-parallel code and runs its two-rank tests (the bootstrap
-# installs Open MPI); `make test FEATURES=` checks the build without it.
-FEATURES ?= --features behavior-train/mpi,experiments/mpi
+# The test suite builds the MPI and NCCL data-parallel code and runs the two-rank MPI tests (the
+# bootstrap installs Open MPI; NCCL tests skip without CUDA); `make test FEATURES=` builds without.
+FEATURES ?= --features experiments/nccl
 
 .PHONY: run test bootstrap fmt lint bench
 

@@ -33,3 +33,9 @@ else
 fi
 # cargo's [env] in .cargo/config.toml points LIBTORCH and the run-time library path at this link.
 ln -sfn "$target" "$repo/.libtorch"
+# NCCL (feature `nccl`): the wheel ships libnccl.so.2; the dynamic loader of the `cudarc` crate
+# asks for `libnccl.so`, which the build's run-time path (scripts/libtorch_rpath.rs) finds here.
+nccl_lib=$target/../nvidia/nccl/lib
+if [ -f "$nccl_lib/libnccl.so.2" ] && [ ! -e "$nccl_lib/libnccl.so" ]; then
+  ln -s libnccl.so.2 "$nccl_lib/libnccl.so"
+fi

@@ -8,6 +8,11 @@ fn main() {
         let lib = dir.join("lib");
         if lib.is_dir() {
             println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+            // The wheel's NCCL, loaded at run time by the `nccl` feature (bootstrap-libtorch.sh
+            // adds the `libnccl.so` name the loader asks for).
+            if let Ok(nccl) = std::fs::canonicalize(dir.join("../nvidia/nccl/lib")) {
+                println!("cargo:rustc-link-arg=-Wl,-rpath,{}", nccl.display());
+            }
             // Nothing in the Rust code references a libtorch_cuda symbol, so under the default
             // `--as-needed` the linker drops it and `tch::Cuda::is_available()` reads false on a
             // GPU machine. Keep it as a dependency whenever this libtorch ships it.

@@ -17,6 +17,9 @@ pub enum Launcher {
     None,
     /// One rank of an Open MPI job (`mpirun -np N … --launcher mpi`); needs the `mpi` feature.
     Mpi,
+    /// One rank of an Open MPI job whose gradients are all-reduced by NCCL on the GPU
+    /// (`mpirun -np N scripts/mpi-gpu.sh … --launcher nccl --device cuda`); needs `nccl`.
+    Nccl,
 }
 
 static WORLD: Mutex<Option<Arc<dyn Communicator>>> = Mutex::new(None);
@@ -41,6 +44,23 @@ pub fn init(launcher: Launcher) -> Result<()> {
             *world() = Some(Arc::new(comm));
             Ok(())
         }
+        #[cfg(feature = "nccl")]
+        Launcher::Nccl => {
+            let comm =
+                behavior_train::dist::NcclComm::init(behavior_train::dist::MpiComm::init()?)?;
+            tracing::info!(
+                "data parallel over NCCL: rank {} of {}",
+                comm.rank(),
+                comm.world_size()
+            );
+            *world() = Some(Arc::new(comm));
+            Ok(())
+        }
+        #[cfg(not(feature = "nccl"))]
+        Launcher::Nccl => bail!(
+            "--launcher nccl: this binary was built without NCCL support; rebuild with \
+             `cargo build --release -p experiments --features nccl`"
+        ),
         #[cfg(not(feature = "mpi"))]
         Launcher::Mpi => bail!(
             "--launcher mpi: this binary was built without MPI support; rebuild with \

@@ -38,6 +38,12 @@ pub trait Communicator: std::fmt::Debug + Send + Sync {
     fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()>;
     /// Returns when every rank has called it.
     fn barrier(&self) -> Result<()>;
+    /// Sums a contiguous `f32` tensor on its device over all ranks, in place, when this backend
+    /// can (NCCL for CUDA tensors); `Ok(false)` means "not on this backend": the caller goes
+    /// through the host with [`Communicator::all_reduce_sum`].
+    fn all_reduce_sum_device(&self, _t: &mut Tensor) -> Result<bool> {
+        Ok(false)
+    }
 }
 
 /// One process: every collective is the identity.
@@ -164,10 +170,155 @@ impl Communicator for MpiComm {
     }
 }
 
-/// Averages `grads` over the ranks in place: the tensors are flattened (as `f32`, on the host)
-/// into buckets of at most `bucket_elems` values (a tensor larger than that is its own bucket),
-/// each bucket summed with one all-reduce and divided by the world size, and the results
-/// written back in each tensor's dtype and device. With one rank nothing is copied.
+/// NCCL for CUDA tensors (feature `nccl`, which implies `mpi`): one GPU per rank, the NCCL
+/// unique id made by rank 0 and broadcast over MPI, `libnccl` loaded at run time (the one the
+/// PyTorch wheel ships, `nvidia/nccl/lib`, which the build bakes into the run-time path). Device
+/// tensors are summed by `ncclAllReduce` on the default CUDA stream (the one libtorch's kernels
+/// use unless told otherwise), so no host copy happens; host buffers, broadcasts and barriers go
+/// through MPI.
+///
+/// Each rank uses the current CUDA device: start one rank per GPU with
+/// `CUDA_VISIBLE_DEVICES` set per rank (see the README, "Data parallelism").
+#[cfg(feature = "nccl")]
+pub struct NcclComm {
+    mpi: MpiComm,
+    comm: cudarc::nccl::sys::ncclComm_t,
+    lock: std::sync::Mutex<()>,
+}
+
+// SAFETY: the NCCL communicator handle is only used while `lock` is held (one NCCL call at a
+// time per process, as NCCL requires for one communicator), and the MPI part is itself
+// serialised (see `MpiComm`).
+#[cfg(feature = "nccl")]
+unsafe impl Send for NcclComm {}
+#[cfg(feature = "nccl")]
+unsafe impl Sync for NcclComm {}
+
+#[cfg(feature = "nccl")]
+impl std::fmt::Debug for NcclComm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "NcclComm {{ rank: {}, size: {} }}",
+            self.rank(),
+            self.world_size()
+        )
+    }
+}
+
+#[cfg(feature = "nccl")]
+impl NcclComm {
+    /// Whether this process can use NCCL: a CUDA device and a loadable `libnccl`.
+    pub fn available() -> std::result::Result<(), String> {
+        if !tch::Cuda::is_available() {
+            return Err("no CUDA device".into());
+        }
+        // SAFETY: only tries to dlopen the library by its candidate names.
+        if !unsafe { cudarc::nccl::sys::is_culib_present() } {
+            return Err(
+                "libnccl not found (the PyTorch wheel's nvidia/nccl/lib needs a libnccl.so link, \
+                 which scripts/bootstrap-libtorch.sh makes; or set LD_LIBRARY_PATH)"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    /// Joins the NCCL clique of the MPI world: rank 0 makes the unique id, MPI broadcasts it,
+    /// every rank initialises its communicator on its current CUDA device.
+    pub fn init(mpi: MpiComm) -> Result<Self> {
+        use cudarc::nccl::{result, sys};
+        Self::available().map_err(|e| Error::Config(format!("NCCL: {e}")))?;
+        let nccl = |e: result::NcclError| Error::Config(format!("NCCL: {e:?}"));
+        let mut id = if mpi.rank() == 0 {
+            result::get_uniqueid().map_err(nccl)?
+        } else {
+            sys::ncclUniqueId { internal: [0; 128] }
+        };
+        // the id's 128 bytes travel as exact small floats
+        let mut bytes: Vec<f32> = id.internal.iter().map(|&b| b as u8 as f32).collect();
+        mpi.broadcast(&mut bytes, 0)?;
+        for (d, b) in id.internal.iter_mut().zip(&bytes) {
+            *d = *b as u8 as ::core::ffi::c_char;
+        }
+        let mut comm = std::ptr::null_mut();
+        // SAFETY: `comm` is a valid out-pointer; every rank calls this with the same id and
+        // world size and its own rank (NCCL synchronises the clique inside).
+        unsafe {
+            result::comm_init_rank(&mut comm, mpi.world_size() as i32, id, mpi.rank() as i32)
+        }
+        .map_err(nccl)?;
+        Ok(Self {
+            mpi,
+            comm,
+            lock: std::sync::Mutex::new(()),
+        })
+    }
+}
+
+#[cfg(feature = "nccl")]
+impl Drop for NcclComm {
+    fn drop(&mut self) {
+        // SAFETY: the handle came from comm_init_rank and is destroyed once.
+        let _ = unsafe { cudarc::nccl::result::comm_destroy(self.comm) };
+    }
+}
+
+#[cfg(feature = "nccl")]
+impl Communicator for NcclComm {
+    fn rank(&self) -> usize {
+        self.mpi.rank()
+    }
+    fn world_size(&self) -> usize {
+        self.mpi.world_size()
+    }
+    fn all_reduce_sum(&self, buf: &mut [f32]) -> Result<()> {
+        self.mpi.all_reduce_sum(buf)
+    }
+    fn broadcast(&self, buf: &mut [f32], root: usize) -> Result<()> {
+        self.mpi.broadcast(buf, root)
+    }
+    fn barrier(&self) -> Result<()> {
+        self.mpi.barrier()
+    }
+    fn all_reduce_sum_device(&self, t: &mut Tensor) -> Result<bool> {
+        use cudarc::nccl::{result, sys};
+        if !t.device().is_cuda() {
+            return Ok(false);
+        }
+        if t.kind() != Kind::Float || !t.is_contiguous() {
+            return Err(Error::Config(format!(
+                "NCCL all-reduce wants a contiguous f32 tensor, got {:?}",
+                t.kind()
+            )));
+        }
+        let ptr = t.data_ptr();
+        let _g = self.lock.lock().unwrap_or_else(|p| p.into_inner());
+        // SAFETY: `ptr` points at `numel` contiguous f32 on this rank's device, alive for the
+        // call (in place is allowed); the null stream is the legacy default stream, which
+        // orders the reduction after the kernels that produced `t` and before later ones.
+        unsafe {
+            result::all_reduce(
+                ptr,
+                ptr,
+                t.numel(),
+                sys::ncclDataType_t::ncclFloat32,
+                sys::ncclRedOp_t::ncclSum,
+                self.comm,
+                std::ptr::null_mut(),
+            )
+        }
+        .map_err(|e| Error::Config(format!("NCCL all-reduce: {e:?}")))?;
+        Ok(true)
+    }
+}
+
+/// Averages `grads` over the ranks in place: the tensors are flattened (as `f32`) into buckets
+/// of at most `bucket_elems` values (a tensor larger than that is its own bucket), each bucket
+/// summed with one all-reduce and divided by the world size, and the results written back in
+/// each tensor's dtype and device. A bucket stays on its device when the backend reduces device
+/// tensors ([`Communicator::all_reduce_sum_device`], NCCL); otherwise it goes through the host.
+/// With one rank nothing is copied.
 ///
 /// # Shapes
 /// any shapes; unchanged.
@@ -194,19 +345,20 @@ pub fn all_reduce_mean(
             elems += n;
             end += 1;
         }
+        let on = grads[start].device();
         let flat: Vec<Tensor> = grads[start..end]
             .iter()
-            .map(|g| {
-                g.f_to_device(Device::Cpu)?
-                    .f_to_kind(Kind::Float)?
-                    .f_reshape([-1])
-            })
+            .map(|g| g.f_to_device(on)?.f_to_kind(Kind::Float)?.f_reshape([-1]))
             .collect::<std::result::Result<_, _>>()?;
-        let joined = Tensor::f_cat(&flat, 0)?.f_contiguous()?;
-        let mut buf = Vec::<f32>::try_from(&joined)?;
-        comm.all_reduce_sum(&mut buf)?;
+        let mut joined = Tensor::f_cat(&flat, 0)?.f_contiguous()?;
+        let reduced = if comm.all_reduce_sum_device(&mut joined)? {
+            joined.f_mul_scalar(scale)?
+        } else {
+            let mut buf = Vec::<f32>::try_from(&joined.f_to_device(Device::Cpu)?)?;
+            comm.all_reduce_sum(&mut buf)?;
+            Tensor::f_from_slice(&buf)?.f_mul_scalar(scale)?
+        };
         let mut offset = 0i64;
-        let reduced = Tensor::f_from_slice(&buf)?.f_mul_scalar(scale)?;
         for g in &mut grads[start..end] {
             let n = g.numel() as i64;
             let part = reduced

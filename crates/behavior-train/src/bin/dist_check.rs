@@ -8,6 +8,8 @@
 //! ```text
 //! mpirun -np 2 target/release/behavior-dist-check --steps 20 --out /tmp/w2.safetensors
 //! target/release/behavior-dist-check --single --batch 32 --steps 20 --out /tmp/w1.safetensors
+//! # GPUs (feature `nccl`), one per rank:
+//! mpirun -np 2 scripts/mpi-gpu.sh target/release/behavior-dist-check --backend nccl --device cuda
 //! ```
 
 use behavior_models::behavegpt::{BehaveGpt, BehaveGptConfig};
@@ -76,6 +78,12 @@ struct Args {
     /// Intra-op threads per rank.
     #[arg(long, default_value_t = 1)]
     threads: i32,
+    /// Collective backend: `mpi` (host buffers) or `nccl` (CUDA tensors; feature `nccl`).
+    #[arg(long, default_value = "mpi")]
+    backend: String,
+    /// Where the model trains: `cpu` or `cuda` (this rank's current CUDA device).
+    #[arg(long, default_value = "cpu")]
+    device: String,
 }
 
 fn task(n: i64, l: i64, k: i64) -> SeqBatch {
@@ -103,15 +111,27 @@ fn flat(vs: &VarStore) -> Result<Tensor, tch::TchError> {
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
     tch::set_num_threads(args.threads);
-    let comm: Arc<dyn Communicator> = if args.single {
-        Arc::new(SingleProcess)
-    } else {
-        Arc::new(MpiComm::init()?)
+    let device = match args.device.as_str() {
+        "cpu" => Device::Cpu,
+        "cuda" => Device::Cuda(0),
+        other => return Err(format!("--device: {other:?} is not cpu or cuda").into()),
+    };
+    let comm: Arc<dyn Communicator> = match (args.single, args.backend.as_str()) {
+        (true, _) => Arc::new(SingleProcess),
+        (false, "mpi") => Arc::new(MpiComm::init()?),
+        #[cfg(feature = "nccl")]
+        (false, "nccl") => Arc::new(behavior_train::dist::NcclComm::init(MpiComm::init()?)?),
+        (false, other) => {
+            return Err(format!(
+                "--backend: {other:?} is not available (mpi; nccl with the nccl feature)"
+            )
+            .into())
+        }
     };
     let (rank, world) = (comm.rank(), comm.world_size());
-    let data = task(args.n, args.len, args.classes);
+    let data = task(args.n, args.len, args.classes).to_device(device);
     tch::manual_seed(0);
-    let mut vs = VarStore::new(Device::Cpu);
+    let mut vs = VarStore::new(device);
     let cfg = BehaveGptConfig {
         dropout: args.dropout,
         max_len: args.len,
@@ -127,7 +147,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         other => return Err(format!("--loss: unknown loss {other:?} (ce, group-dro)").into()),
     };
     let counts: Vec<f64> = (0..args.classes).map(|c| 10.0 + 5.0 * c as f64).collect();
-    let mut objective = Loss::new(&loss_cfg, &counts, Device::Cpu)?;
+    let mut objective = Loss::new(&loss_cfg, &counts, device)?;
     let tcfg = TrainConfig {
         max_steps: args.steps,
         batch_size: args.batch,
@@ -171,7 +191,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         }
         let mut m = BTreeMap::new();
         if args.check_every_step && world > 1 {
-            let mine = Vec::<f32>::try_from(&weights_of()?)?;
+            let mine = Vec::<f32>::try_from(&weights_of()?.to_device(Device::Cpu))?;
             let mut root = mine.clone();
             comm_eval.broadcast(&mut root, 0)?;
             let d = mine
@@ -221,12 +241,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if let Some(out) = &args.out {
             let named: Vec<(String, Tensor)> = names
                 .iter()
-                .map(|n| ((*n).clone(), vars[*n].detach().copy()))
+                .map(|n| ((*n).clone(), vars[*n].detach().to_device(Device::Cpu)))
                 .collect();
             Tensor::write_safetensors(&named, out)?;
         }
         let line = serde_json::json!({
             "world_size": world,
+            "backend": if args.single { "single" } else { args.backend.as_str() },
+            "device": args.device,
             "steps": s.steps,
             "steps_this_call": s.step_seconds.len(),
             "batch_per_rank": args.batch,
