@@ -609,27 +609,20 @@ where
             }
             let gstart = (state.cursor * global_batch as u64) as i64;
             let glen = global_batch.min(n - gstart);
-            let batch = if world == 1 {
-                tokens += data.tokens(&host_order[gstart as usize..(gstart + glen) as usize]);
-                data.batch(
-                    &host_order[gstart as usize..(gstart + glen) as usize],
-                    &order.f_narrow(0, gstart, glen)?,
-                )?
+            // one process: the whole global micro-batch, never padded
+            let (start, len) = dist::shard(gstart, glen, rank, world);
+            let batch = if start + len <= n {
+                let host = &host_order[start as usize..(start + len) as usize];
+                tokens += data.tokens(host);
+                data.batch(host, &order.f_narrow(0, start, len)?)?
             } else {
-                let (start, len) = dist::shard(gstart, glen, rank, world);
-                if start + len <= n {
-                    let host = &host_order[start as usize..(start + len) as usize];
-                    tokens += data.tokens(host);
-                    data.batch(host, &order.f_narrow(0, start, len)?)?
-                } else {
-                    // padding of the epoch's last global micro-batch: wrap to its start
-                    let host: Vec<i64> = (start..start + len)
-                        .map(|p| host_order[(p % n) as usize])
-                        .collect();
-                    tokens += data.tokens(&host);
-                    let dev = Tensor::f_from_slice(&host)?.f_to_device(device)?;
-                    data.batch(&host, &dev)?
-                }
+                // padding of the epoch's last global micro-batch: wrap to its start
+                let host: Vec<i64> = (start..start + len)
+                    .map(|p| host_order[(p % n) as usize])
+                    .collect();
+                tokens += data.tokens(&host);
+                let dev = Tensor::f_from_slice(&host)?.f_to_device(device)?;
+                data.batch(&host, &dev)?
             };
             state.cursor += 1;
             // ranks draw different dropout masks (one process: the historical stream)
