@@ -123,3 +123,28 @@ fn crate_dependencies_follow_architecture_md() -> anyhow::Result<()> {
     assert!(bad.is_empty(), "ARCHITECTURE.md invariants broken: {bad:?}");
     Ok(())
 }
+
+/// Regression (CI ran out of disk): with full debug info every test binary that links tch was
+/// ~350 MB, 97 % of it DWARF, and a fresh `make test` left ~17 GB in target/. The workspace
+/// profiles keep line tables for our crates and no debug info for dependencies; this binary links
+/// the whole stack (experiments → behavior-train → behavior-models → tch), so its size shows
+/// whether they still apply.
+#[test]
+fn test_binaries_stay_small() -> anyhow::Result<()> {
+    // Reference the experiments' entry points so that the linker keeps the whole stack in this
+    // binary (an unused crate would be dropped and the size would say nothing).
+    std::hint::black_box(experiments::behavegpt::run as usize);
+    std::hint::black_box(experiments::doctor::check as usize);
+    let exe = std::env::current_exe()?;
+    let bytes = std::fs::metadata(&exe)?.len();
+    let limit = 120 * 1024 * 1024;
+    assert!(
+        bytes < limit,
+        "{} is {:.0} MB (limit {} MB): did the [profile.dev]/[profile.test] debug settings in \
+         Cargo.toml change? Full debug info in every test binary ran CI out of disk.",
+        exe.display(),
+        bytes as f64 / 1e6,
+        limit / (1024 * 1024)
+    );
+    Ok(())
+}
