@@ -686,11 +686,19 @@ where
                         metrics.keys().collect::<Vec<_>>()
                     ))
                 })?;
-                let better = match (state.best_value, es.mode) {
+                let mut better = match (state.best_value, es.mode) {
                     (None, _) => true,
                     (Some(b), Mode::Max) => v > b,
                     (Some(b), Mode::Min) => v < b,
                 };
+                if world > 1 {
+                    // Rank 0 decides, before anything is updated: the ranks' metrics agree unless
+                    // evaluation is itself nondeterministic, and control flow (best snapshot,
+                    // patience, early stop) must agree regardless.
+                    let mut flag = [better as u8 as f32];
+                    comm.broadcast(&mut flag, 0)?;
+                    better = flag[0] > 0.5;
+                }
                 if better {
                     state.best_value = Some(v);
                     state.best_step = Some(state.step);
@@ -704,23 +712,6 @@ where
                 }
                 if es.patience > 0 && state.evals_since_best >= es.patience {
                     early_stopped = true;
-                }
-                if world > 1 {
-                    // rank 0 decides (the ranks' metrics agree unless evaluation is itself
-                    // nondeterministic; control flow must agree regardless)
-                    let mut flags = [is_best as u8 as f32, early_stopped as u8 as f32];
-                    comm.broadcast(&mut flags, 0)?;
-                    let (b, s) = (flags[0] > 0.5, flags[1] > 0.5);
-                    if b && !is_best {
-                        state.best_value = Some(v);
-                        state.best_step = Some(state.step);
-                        state.evals_since_best = 0;
-                        if cfg.restore_best {
-                            best_weights = Some(snapshot(&params));
-                        }
-                    }
-                    is_best = b;
-                    early_stopped = s;
                 }
             }
             bar.set_message(format!("{} {metrics:?}", opts.label));

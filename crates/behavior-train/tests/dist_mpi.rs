@@ -119,6 +119,25 @@ fn two_ranks_hold_identical_weights_after_every_step() {
     }
 }
 
+/// Regression: early stopping is rank 0's decision on every rank. With a metric that differs
+/// between ranks (rank 0 peaks at step 4, rank 1 improves at every step), rank 1 used to take its
+/// own "best" snapshot when rank 0 did not, and restore-best then left the ranks with different
+/// weights. Now both stop at step 7 (patience 3 after step 4) with rank 0's best weights.
+#[test]
+fn early_stopping_follows_rank_0_even_when_metrics_differ() {
+    let _g = serial();
+    let r = report(&run(
+        mpirun(2, &["--steps", "12", "--skewed-early-stop"]),
+        LIMIT,
+    ));
+    assert_eq!(r["early_stopped"], true, "{r}");
+    assert_eq!(r["steps"], 7, "{r}");
+    assert_eq!(r["best_step"], 4, "{r}");
+    assert_eq!(r["steps_disagreement"], 0.0, "{r}");
+    assert_eq!(r["best_step_disagreement"], 0.0, "{r}");
+    assert_eq!(r["final_weight_diff_sum"], 0.0, "{r}");
+}
+
 /// (b) Two ranks with 16 sequences each per micro-batch reach the weights of one process with
 /// 32 (float tolerance: the sums are associated differently), including group DRO, whose
 /// per-class statistics and weight update must be those of the global batch; an uneven epoch

@@ -15,7 +15,7 @@
 use behavior_models::behavegpt::{BehaveGpt, BehaveGptConfig};
 use behavior_models::SeqBatch;
 use behavior_train::dist::{Communicator, MpiComm, SingleProcess};
-use behavior_train::{fit, FitOptions, Loss, LossConfig, TrainConfig};
+use behavior_train::{fit, EarlyStop, FitOptions, Loss, LossConfig, Mode, TrainConfig};
 use clap::Parser;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -72,6 +72,11 @@ struct Args {
     /// Which rank dies with `--die-at-step`.
     #[arg(long, default_value_t = 1)]
     die_rank: usize,
+    /// Early stopping on a metric that differs between ranks (rank 0 peaks at step 4, the other
+    /// ranks improve at every step) with patience 3 and restore-best: every rank must follow rank
+    /// 0's decisions and end with rank 0's weights (checked after training).
+    #[arg(long)]
+    skewed_early_stop: bool,
     /// Final weights (rank 0, safetensors).
     #[arg(long)]
     out: Option<PathBuf>,
@@ -99,6 +104,13 @@ fn task(n: i64, l: i64, k: i64) -> SeqBatch {
         behaviour,
         target,
     }
+}
+
+/// Rank 0's value of `x`, on every rank.
+fn rank0(comm: &dyn Communicator, x: f32) -> Result<f32, behavior_train::Error> {
+    let mut b = [x];
+    comm.broadcast(&mut b, 0)?;
+    Ok(b[0])
 }
 
 fn flat(vs: &VarStore) -> Result<Tensor, tch::TchError> {
@@ -155,12 +167,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lr: 3e-3,
         warmup_steps: 2,
         log_every: 1,
-        eval_every: if args.check_every_step || args.die_at_step.is_some() {
+        eval_every: if args.check_every_step || args.die_at_step.is_some() || args.skewed_early_stop
+        {
             1
         } else {
             0
         },
-        restore_best: false,
+        restore_best: args.skewed_early_stop,
+        early_stop: args.skewed_early_stop.then(|| EarlyStop {
+            metric: "skewed".into(),
+            mode: Mode::Max,
+            patience: 3,
+        }),
         checkpoint_every: if args.dir.is_some() { 1 } else { 0 },
         keep_last: 2,
         seed: 5,
@@ -190,6 +208,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         let mut m = BTreeMap::new();
+        if args.skewed_early_stop {
+            let v = if rank == 0 {
+                -(step as f64 - 4.0).abs()
+            } else {
+                step as f64
+            };
+            m.insert("skewed".into(), v);
+        }
         if args.check_every_step && world > 1 {
             let mine = Vec::<f32>::try_from(&weights_of()?.to_device(Device::Cpu))?;
             let mut root = mine.clone();
@@ -237,6 +263,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     ];
     comm.all_reduce_sum(&mut figures)?;
     let w = world as f32;
+    // After training (restore-best included) every rank must hold rank 0's weights and agree on
+    // the step count and the best step.
+    let mine = Vec::<f32>::try_from(&weights_of()?.to_device(Device::Cpu))?;
+    let mut root = mine.clone();
+    comm.broadcast(&mut root, 0)?;
+    let final_diff = mine
+        .iter()
+        .zip(&root)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .fold(0.0, f64::max);
+    let best_step = s.best.map(|(_, st)| st as f32).unwrap_or(-1.0);
+    let mut agree = [
+        final_diff as f32,
+        (s.steps as f32 - rank0(&*comm, s.steps as f32)?).abs(),
+        (best_step - rank0(&*comm, best_step)?).abs(),
+    ];
+    comm.all_reduce_sum(&mut agree)?;
     if rank == 0 {
         if let Some(out) = &args.out {
             let named: Vec<(String, Tensor)> = names
@@ -260,6 +303,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "step_seconds_mean": figures[2] / w / s.step_seconds.len().max(1) as f32,
             "weight_checks": checks,
             "max_weight_diff": max_diff,
+            "final_weight_diff_sum": agree[0],
+            "steps_disagreement": agree[1],
+            "best_step_disagreement": agree[2],
+            "early_stopped": s.early_stopped,
+            "best_step": s.best.map(|(_, st)| st),
             "final_loss": s.curve.last().map(|c| c.loss),
             "class_weights": s.class_weights,
         });
