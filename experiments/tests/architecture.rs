@@ -133,8 +133,8 @@ fn crate_dependencies_follow_architecture_md() -> anyhow::Result<()> {
 fn test_binaries_stay_small() -> anyhow::Result<()> {
     // Reference the experiments' entry points so that the linker keeps the whole stack in this
     // binary (an unused crate would be dropped and the size would say nothing).
-    std::hint::black_box(experiments::behavegpt::run as usize);
-    std::hint::black_box(experiments::doctor::check as usize);
+    std::hint::black_box(experiments::behavegpt::run as *const ());
+    std::hint::black_box(experiments::doctor::check as *const ());
     let exe = std::env::current_exe()?;
     let bytes = std::fs::metadata(&exe)?.len();
     let limit = 120 * 1024 * 1024;
