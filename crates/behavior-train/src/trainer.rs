@@ -609,7 +609,7 @@ where
             }
             let gstart = (state.cursor * global_batch as u64) as i64;
             let glen = global_batch.min(n - gstart);
-            // one process: the whole global micro-batch, never padded
+            // this rank's shard (one process: the whole global micro-batch, never padded)
             let (start, len) = dist::shard(gstart, glen, rank, world);
             let batch = if start + len <= n {
                 let host = &host_order[start as usize..(start + len) as usize];

@@ -106,6 +106,21 @@ fn task(n: i64, l: i64, k: i64) -> SeqBatch {
     }
 }
 
+/// Largest absolute difference between this rank's flattened weights and rank 0's (broadcast).
+fn max_diff_from_rank0(
+    comm: &dyn Communicator,
+    weights: &Tensor,
+) -> Result<f64, behavior_train::Error> {
+    let mine = Vec::<f32>::try_from(&weights.to_device(Device::Cpu))?;
+    let mut root = mine.clone();
+    comm.broadcast(&mut root, 0)?;
+    Ok(mine
+        .iter()
+        .zip(&root)
+        .map(|(a, b)| (a - b).abs() as f64)
+        .fold(0.0, f64::max))
+}
+
 /// Rank 0's value of `x`, on every rank.
 fn rank0(comm: &dyn Communicator, x: f32) -> Result<f32, behavior_train::Error> {
     let mut b = [x];
@@ -217,14 +232,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             m.insert("skewed".into(), v);
         }
         if args.check_every_step && world > 1 {
-            let mine = Vec::<f32>::try_from(&weights_of()?.to_device(Device::Cpu))?;
-            let mut root = mine.clone();
-            comm_eval.broadcast(&mut root, 0)?;
-            let d = mine
-                .iter()
-                .zip(&root)
-                .map(|(a, b)| (a - b).abs() as f64)
-                .fold(0.0, f64::max);
+            let d = max_diff_from_rank0(&*comm_eval, &weights_of()?)?;
             checks += 1;
             max_diff = max_diff.max(d);
             if d != 0.0 {
@@ -265,14 +273,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let w = world as f32;
     // After training (restore-best included) every rank must hold rank 0's weights and agree on
     // the step count and the best step.
-    let mine = Vec::<f32>::try_from(&weights_of()?.to_device(Device::Cpu))?;
-    let mut root = mine.clone();
-    comm.broadcast(&mut root, 0)?;
-    let final_diff = mine
-        .iter()
-        .zip(&root)
-        .map(|(a, b)| (a - b).abs() as f64)
-        .fold(0.0, f64::max);
+    let final_diff = max_diff_from_rank0(&*comm, &weights_of()?)?;
     let best_step = s.best.map(|(_, st)| st as f32).unwrap_or(-1.0);
     let mut agree = [
         final_diff as f32,
